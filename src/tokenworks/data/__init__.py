@@ -1,0 +1,22 @@
+"""Offline data: real image sets and text corpora that install from PyPI or Debian.
+
+Nothing here downloads: each loader reads files that a package put on disk, validates what it
+read, and raises :class:`DataNotFoundError` naming the package to install and the path it
+looked in when they are missing. ``$TOKENWORKS_DATA`` overrides the system data directories.
+"""
+
+from tokenworks.data.errors import DataNotFoundError
+from tokenworks.data.images import ImageSet, load_fashion_mnist, load_images, load_mnist5k
+from tokenworks.data.text import TextCorpus, load_corpus, load_legal, load_prose
+
+__all__ = [
+    "DataNotFoundError",
+    "ImageSet",
+    "TextCorpus",
+    "load_corpus",
+    "load_fashion_mnist",
+    "load_images",
+    "load_legal",
+    "load_mnist5k",
+    "load_prose",
+]

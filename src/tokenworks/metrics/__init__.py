@@ -1,0 +1,16 @@
+"""Metrics as pure functions: images (PSNR, SSIM, Frechet distance), codes, text."""
+
+from tokenworks.metrics.codes import code_histogram, codebook_perplexity, codebook_usage
+from tokenworks.metrics.image import frechet_distance, gaussian_stats, psnr, ssim
+from tokenworks.metrics.text import bits_per_byte
+
+__all__ = [
+    "bits_per_byte",
+    "code_histogram",
+    "codebook_perplexity",
+    "codebook_usage",
+    "frechet_distance",
+    "gaussian_stats",
+    "psnr",
+    "ssim",
+]
