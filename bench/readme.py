@@ -30,7 +30,7 @@ def method_table(results: dict[str, Any] | None) -> str:
         for suite in dict.fromkeys(r["suite"] for r in mrows):
             try:
                 mod = suite_registry.load(suite)
-            except KeyError:
+            except (KeyError, ModuleNotFoundError):
                 continue
             if hasattr(mod, "headline"):
                 h = mod.headline(m.name, [r for r in mrows if r["suite"] == suite])

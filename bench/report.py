@@ -71,7 +71,7 @@ def make_report(results_path: str | Path, out_dir: str | Path | None = None) -> 
         mod = None
         try:
             mod = suite_registry.load(name)
-        except KeyError:
+        except (KeyError, ModuleNotFoundError):
             pass
         parts += [f"## {name}", ""]
         if mod is not None and getattr(mod, "DESCRIPTION", None):

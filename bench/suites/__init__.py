@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from types import ModuleType
 
 # name -> module; order is the order `make bench` runs them in.
 SUITE_MODULES = {
     "quantizers": "bench.suites.quantizers",
+    "image-tokenizers": "bench.suites.image_tokenizers",
+    "text-tokenizers": "bench.suites.text_tokenizers",
+    "kv-cache": "bench.suites.kv_cache",
 }
+
+
+def available() -> list[str]:
+    """Suites whose module exists (all of them once every family has landed)."""
+    return [n for n, m in SUITE_MODULES.items() if importlib.util.find_spec(m) is not None]
 
 
 def load(name: str) -> ModuleType:
@@ -18,4 +27,4 @@ def load(name: str) -> ModuleType:
 
 
 def all_suites() -> dict[str, ModuleType]:
-    return {name: load(name) for name in SUITE_MODULES}
+    return {name: load(name) for name in available()}

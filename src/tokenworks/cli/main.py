@@ -85,14 +85,14 @@ def bench(
     from bench.report import make_report
 
     if list_suites:
-        for name in registry.SUITE_MODULES:
+        for name in registry.available():
             console.print(f"{name}: {getattr(registry.load(name), 'DESCRIPTION', '').strip().splitlines()[0]}")
         return
     if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
         fail(f"--device must be cpu or cuda, got {device!r}")
     if device.startswith("cuda") and not torch.cuda.is_available():
         fail("--device cuda was asked for, but torch sees no CUDA device")
-    names = suites or list(registry.SUITE_MODULES)
+    names = suites or registry.available()
     unknown = [n for n in names if n not in registry.SUITE_MODULES]
     if unknown:
         fail(f"unknown suite(s) {unknown}; known: {', '.join(registry.SUITE_MODULES)}")
@@ -213,6 +213,35 @@ def train_classifier_cmd(
     with atomic_dir(target) as tmp:
         info = train_image_classifier(tmp, config, ckpt_dir=cache_dir("runs", f"classifier-{dataset}-{config.steps}"), device=device)
     console.print(f"saved to {target}: {info}")
+
+
+@app.command()
+def publish(
+    pattern: Annotated[str, typer.Argument(help="Model name or glob under the cache's models/ folder, e.g. 'quantizers/*'")],
+    assets: Annotated[Optional[Path], typer.Option(help="Assets folder (default: the checkout's assets/)")] = None,
+    fp32: Annotated[bool, typer.Option("--fp32", help="Keep float32 (default: float16, as committed assets are)")] = False,
+) -> None:
+    """Copy trained models from the cache into assets/ (float16 safetensors) so the benchmark starts warm."""
+    import shutil
+
+    from tokenworks.io import assets_dir, atomic_dir, cache_dir, load_tensors, save_tensors
+
+    root = cache_dir("models")
+    matches = sorted(p for p in root.glob(pattern) if (p / "tokenworks.json").is_file())
+    if not matches:
+        fail(f"no trained model matching {pattern!r} in {root}")
+    target_root = assets or assets_dir() or Path("assets")
+    for src in matches:
+        dst = target_root / src.relative_to(root)
+        with atomic_dir(dst) as tmp:
+            for f in src.iterdir():
+                if f.suffix == ".safetensors" and not fp32:
+                    t = load_tensors(f)
+                    save_tensors(tmp / f.name, {k: v.half() if v.is_floating_point() else v for k, v in t.items()})
+                elif f.is_file():
+                    shutil.copy2(f, tmp / f.name)
+        size = sum(f.stat().st_size for f in dst.iterdir()) / 1e6
+        console.print(f"{src} -> {dst} ({size:.2f} MB)")
 
 
 # Family commands: every module cli/<family>.py attaches its commands to `app` on import.

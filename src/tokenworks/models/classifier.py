@@ -41,13 +41,13 @@ class ClassifierConfig:
 
 
 class ImageClassifier(nn.Module):
-    """Two conv blocks -> 128-d features -> 10 classes, for (B, 1, 28, 28) images in [0, 1]."""
+    """Two conv layers -> 128-d features -> 10 classes, for (B, 1, 28, 28) images in [0, 1]."""
 
     def __init__(self, width: int = 32, feature_dim: int = 128, num_classes: int = 10) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(1, width, 3, padding=1), nn.GELU(), nn.Conv2d(width, width, 3, padding=1), nn.GELU(), nn.MaxPool2d(2),
-            nn.Conv2d(width, 2 * width, 3, padding=1), nn.GELU(), nn.Conv2d(2 * width, 2 * width, 3, padding=1), nn.GELU(), nn.MaxPool2d(2),
+            nn.Conv2d(1, width, 3, padding=1), nn.GELU(), nn.MaxPool2d(2),  # 14x14
+            nn.Conv2d(width, 2 * width, 3, padding=1), nn.GELU(), nn.MaxPool2d(2),  # 7x7
             nn.Flatten(), nn.Linear(2 * width * 49, feature_dim), nn.GELU(),
         )  # fmt: skip
         self.head = nn.Linear(feature_dim, num_classes)
@@ -86,7 +86,7 @@ def train_image_classifier(out: str | Path, config: ClassifierConfig | None = No
         x, y = batch
         return F.cross_entropy(m(x), y)
 
-    tc = TrainConfig(steps=config.steps, lr=config.lr, warmup=50, seed=config.seed, device=device, desc=f"classifier ({config.dataset})")
+    tc = TrainConfig(steps=config.steps, lr=config.lr, warmup=min(50, config.steps), seed=config.seed, device=device, desc=f"classifier ({config.dataset})")
     result = train(model, loss_fn, batch_fn, tc, ckpt_dir=ckpt_dir)
     model.to("cpu")
     acc = accuracy(model, config.dataset)

@@ -26,18 +26,20 @@ class LMTrainConfig:
     """Size and training recipe of the reference LM (the defaults make the committed one)."""
 
     vocab_size: int = 4096
-    hidden_size: int = 256
+    hidden_size: int = 192
     layers: int = 4
     heads: int = 4
     kv_heads: int = 4
-    intermediate_size: int = 688
+    intermediate_size: int = 512
     max_position_embeddings: int = 8192
     seq_len: int = 256
     batch_size: int = 16
-    steps: int = 3000
+    steps: int = 2000
     lr: float = 2e-3
     warmup: int = 100
     seed: int = 0
+    train_bytes: int | None = None  # use only the first documents up to this many bytes (tiny configs)
+    eval_windows: int | None = None  # evaluate on at most this many held-out windows (None: all)
 
     def __post_init__(self) -> None:
         check_int("vocab_size", self.vocab_size, min=260)
@@ -55,6 +57,10 @@ class LMTrainConfig:
         check_int("steps", self.steps, min=1)
         check_float("lr", self.lr, min=0.0, min_open=True)
         check_int("warmup", self.warmup, min=0, max=self.steps)
+        if self.train_bytes is not None:
+            check_int("train_bytes", self.train_bytes, min=1)
+        if self.eval_windows is not None:
+            check_int("eval_windows", self.eval_windows, min=1)
 
     def llama_config(self, tokenizer):
         from transformers import LlamaConfig
@@ -146,8 +152,16 @@ def train_reference_lm(out: str | Path, config: LMTrainConfig | None = None, *, 
     tokenizer = tokenizer if tokenizer is not None else reference_tokenizer(config.vocab_size)
     torch.manual_seed(config.seed)
     model = LlamaForCausalLM(config.llama_config(tokenizer))
-    stream = token_stream(load_prose("train").documents, tokenizer)
+    docs, size = [], 0
+    for d in load_prose("train").documents:
+        if config.train_bytes is not None and size >= config.train_bytes:
+            break
+        docs.append(d)
+        size += len(d.encode("utf-8"))
+    stream = token_stream(docs, tokenizer)
     L = config.seq_len
+    if stream.numel() < L + 2:
+        raise ValueError(f"the training text has {stream.numel()} tokens, fewer than seq_len + 2 = {L + 2}")
 
     def batch_fn(step: int, g: torch.Generator) -> torch.Tensor:
         starts = torch.randint(0, stream.numel() - L - 1, (config.batch_size,), generator=g)
@@ -156,7 +170,7 @@ def train_reference_lm(out: str | Path, config: LMTrainConfig | None = None, *, 
     tc = TrainConfig(steps=config.steps, lr=config.lr, warmup=config.warmup, weight_decay=0.1, seed=config.seed, device=device, desc="reference LM", checkpoint_every=250)
     result = train(model, _next_token_loss, batch_fn, tc, ckpt_dir=ckpt_dir)
     model.to("cpu")
-    held_out = evaluate_lm(model, tokenizer, load_prose("test").documents, seq_len=L)
+    held_out = evaluate_lm(model, tokenizer, load_prose("test").documents, seq_len=L, max_windows=config.eval_windows)
     out = Path(out)
     (model.half() if fp16 else model).save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)

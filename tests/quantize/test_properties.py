@@ -1,0 +1,200 @@
+"""Defining properties of the quantizers, checked against references written differently."""
+
+import itertools
+
+import pytest
+import torch
+
+import tokenworks as tw
+
+
+def brute_force_nearest(x, codebook):
+    """Index of the nearest code for every row, by an explicit loop."""
+    out = []
+    for row in x.reshape(-1, x.shape[-1]):
+        best, best_d = -1, float("inf")
+        for k, c in enumerate(codebook):
+            d = float(((row - c) ** 2).sum())
+            if d < best_d:
+                best, best_d = k, d
+        out.append(best)
+    return torch.tensor(out).reshape(x.shape[:-1])
+
+
+def test_vq_assigns_the_nearest_code():
+    q = tw.create("vq", dim=8, codebook_size=32).eval()
+    x = torch.randn(2, 10, 8)
+    _, idx, _ = q(x)
+    assert torch.equal(idx, brute_force_nearest(x, q.codebook))
+
+
+def test_cosine_vq_assigns_the_most_similar_direction():
+    q = tw.create("vq_cosine", dim=8, codebook_size=32).eval()
+    x = torch.randn(2, 10, 8)
+    _, idx, _ = q(x)
+    xn = torch.nn.functional.normalize(x, dim=-1)
+    assert torch.equal(idx, brute_force_nearest(xn, q.codebook))
+
+
+@pytest.mark.parametrize("levels", [[3, 4, 5], [8, 5, 5, 5], [7, 3]])
+def test_fsq_has_exactly_prod_levels_codes(levels):
+    q = tw.create("fsq", dim=6, levels=levels).eval()
+    size = 1
+    for level in levels:
+        size *= level
+    assert q.codebook_size == size
+    # every index decodes to a distinct code, and nothing beyond the product exists
+    codes = q.indices_to_codes(torch.arange(size)[None])[0]
+    assert len({tuple(c.tolist()) for c in codes.round(decimals=5)}) == size
+    with pytest.raises(ValueError):
+        q.indices_to_codes(torch.tensor([[size]]))
+    # with one channel per level (no projection), dense inputs hit every code and no other
+    q = tw.create("fsq", dim=len(levels), levels=levels).eval()
+    _, idx, _ = q((torch.rand(1, 50000, len(levels)) * 2 - 1) * 2)
+    assert set(idx.unique().tolist()) == set(range(size))
+    # and the codes are the product grid of per-channel values (reference: itertools.product)
+    codes = q.indices_to_codes(torch.arange(size)[None])[0]
+    per_channel = [sorted(set(codes[:, c].round(decimals=5).tolist())) for c in range(len(levels))]
+    assert [len(v) for v in per_channel] == list(levels)
+    grid = {tuple(p) for p in itertools.product(*per_channel)}
+    assert {tuple(c) for c in codes.round(decimals=5).tolist()} == grid
+
+
+def test_binary_bits_are_exactly_0_1_at_inference_and_match_a_threshold():
+    q = tw.create("binary", dim=8, bits=12, group_bits=6).eval()
+    x = torch.randn(4, 9, 8)
+    quantized, idx, _ = q(x)
+    bits = q.bits_of(idx)
+    assert set(bits.unique().tolist()) <= {0.0, 1.0}
+    expected = (torch.sigmoid(x @ q.proj_in.weight.T + q.proj_in.bias) > 0.5).float()
+    assert torch.equal(bits, expected)
+    # packing: bit j of group g has weight 2**j (reference: explicit loop)
+    manual = torch.zeros(4, 9, 2, dtype=torch.long)
+    for g in range(2):
+        for j in range(6):
+            manual[..., g] += expected[..., g * 6 + j].long() << j
+    assert torch.equal(idx, manual)
+    torch.testing.assert_close(quantized, q.proj_out(2 * expected - 1))
+
+
+def test_binary_training_samples_bernoulli_with_probability_p():
+    q = tw.create("binary", dim=4, bits=8).train()
+    x = torch.randn(1, 1, 4).expand(1, 4000, 4).contiguous()
+    _, idx, _ = q(x)
+    freq = q.bits_of(idx)[0].mean(0)
+    p = q.probabilities(x[:, :1])[0, 0].detach()
+    # 4000 draws per bit: standard error <= 0.008
+    torch.testing.assert_close(freq, p, atol=0.04, rtol=0)
+
+
+def test_binary_straight_through_gradient_equals_the_probability_gradient():
+    q = tw.create("binary", dim=4, bits=6).eval()
+    x = torch.randn(2, 3, 4, requires_grad=True)
+    w = torch.randn(2, 3, 4)
+    (q(x)[0] * w).sum().backward()
+    g_st = x.grad.clone()
+    x.grad = None
+    p = q.probabilities(x)
+    (q.proj_out(2 * p - 1) * w).sum().backward()
+    torch.testing.assert_close(g_st, x.grad)
+
+
+def brute_force_neighbours(codebook, k):
+    table = []
+    for i, c in enumerate(codebook):
+        d = [(float(((c - o) ** 2).sum()), j) for j, o in enumerate(codebook) if j != i]
+        table.append({j for _, j in sorted(d)[:k]})
+    return table
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.1, 0.25, 0.5, 1.0])
+def test_robustok_perturbation_swaps_the_requested_share_to_true_neighbours(rate):
+    q = tw.create("robustok", dim=8, codebook_size=64, neighbours=4).eval()
+    table = brute_force_neighbours(q.codebook.detach(), 4)
+    idx = torch.randint(0, 64, (5, 40))
+    new = q.perturb(idx, rate, generator=torch.Generator().manual_seed(0))
+    changed = new != idx
+    assert (changed.sum(1) == round(rate * 40)).all()
+    for b, n in changed.nonzero().tolist():
+        assert int(new[b, n]) in table[int(idx[b, n])]
+
+
+def test_robustok_neighbour_choice_is_uniform():
+    q = tw.create("robustok", dim=8, codebook_size=16, neighbours=4).eval()
+    ranks = q.neighbour_table()[3].tolist()
+    idx = torch.full((1, 20000), 3)
+    new = q.perturb(idx, 1.0, generator=torch.Generator().manual_seed(1))
+    counts = torch.tensor([(new == r).sum().item() for r in ranks], dtype=torch.float)
+    assert counts.sum() == 20000
+    torch.testing.assert_close(counts / 20000, torch.full((4,), 0.25), atol=0.02, rtol=0)
+
+
+def test_robustok_training_forward_perturbs_with_the_annealed_rate():
+    q = tw.create("robustok", dim=8, codebook_size=64, rate=0.5, final_rate=0.1, anneal_steps=10)
+    assert q.current_rate() == pytest.approx(0.5)
+    x = torch.randn(2, 40, 8)
+    q.eval()
+    _, clean, _ = q(x)
+    q.train()
+    _, perturbed, _ = q(x)  # the EMA update after assignment does not move nearest codes much,
+    assert ((perturbed != clean).sum(1) >= round(0.5 * 40) - 2).all()  # so ~rate of tokens differ
+    for _ in range(20):
+        q(x)
+    assert q.current_rate() == pytest.approx(0.1)
+    rates = []
+    q2 = tw.create("robustok", dim=8, codebook_size=64, rate=0.5, final_rate=0.1, anneal_steps=10)
+    for _ in range(12):
+        rates.append(q2.current_rate())
+        q2.step += 1
+    assert all(a >= b for a, b in zip(rates, rates[1:]))
+
+
+def test_vat_equals_a_loop_over_scales_and_tokens():
+    q = tw.create("vat", dim=6, codebook_size=32, scales=[1, 3, 8]).eval()
+    x = torch.randn(2, 8, 6)
+    quantized, idx, _ = q(x)
+    mu, _ = q.gaussian(x)
+    codebook = q.vq.codebook.detach()
+
+    def resample(seq, n):  # (M, D) -> (n, D) the same way, written with F.interpolate per row
+        t = seq.T[None]
+        mode = {"mode": "area"} if n < seq.shape[0] else {"mode": "linear", "align_corners": False}
+        return torch.nn.functional.interpolate(t, size=n, **mode)[0].T if n != seq.shape[0] else seq
+
+    for b in range(2):
+        residual, total, expected_idx = mu[b].detach(), torch.zeros(8, 6), []
+        for s in (1, 3, 8):
+            small = resample(residual, s)
+            ids = brute_force_nearest(small, codebook)
+            expected_idx += ids.tolist()
+            up = resample(codebook[ids], 8)
+            total += up
+            residual = residual - up
+        assert idx[b].tolist() == expected_idx
+        torch.testing.assert_close(quantized[b], total, rtol=1e-4, atol=1e-4)
+    assert q.index_shape(2, 8) == (2, 12)
+
+
+def test_vat_kl_is_zero_for_a_standard_normal_latent():
+    q = tw.create("vat", dim=4, codebook_size=8, scales=[1, 2], kl_weight=1.0, commitment_weight=0.0).eval()
+    torch.nn.init.zeros_(q.to_gaussian.weight)
+    torch.nn.init.zeros_(q.to_gaussian.bias)  # mu = 0, log_var = 0: KL(N(0,1) || N(0,1)) = 0
+    _, _, aux = q(torch.randn(2, 4, 4))
+    assert aux.item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_invalid_budgets_are_rejected_with_the_field_name():
+    with pytest.raises(ValueError, match="codebook_size must be >= 2"):
+        tw.create("vq", dim=4, codebook_size=1)
+    with pytest.raises(ValueError, match="power of two"):
+        tw.create("lfq", dim=4, codebook_size=100)
+    with pytest.raises(ValueError, match="levels"):
+        tw.create("fsq", dim=4, levels=[2, 5])
+    with pytest.raises(ValueError, match=r"rate must be in \[0"):
+        tw.create("robustok", dim=4, rate=1.5)
+    with pytest.raises(ValueError, match="neighbours must be <="):
+        tw.create("robustok", dim=4, codebook_size=8, neighbours=8)
+    with pytest.raises(ValueError, match="multiple of group_bits"):
+        tw.create("binary", dim=4, bits=10, group_bits=4)
+    with pytest.raises(ValueError, match="strictly increasing"):
+        tw.create("vat", dim=4, scales=[4, 2])
