@@ -63,7 +63,7 @@ def run(ctx) -> Any:
         opts = quantizer_options(m.name, bits)
         tcfg = _train_config(ctx.device)
         model_opts = {"quantizer": m.name, "quantizer_options": opts, "width": WIDTH, "latent_dim": LATENT_DIM, "downsample": 4}
-        fingerprint = {"suite": NAME, "version": VERSION, "model": model_opts, "train": {k: v for k, v in vars(tcfg).items() if k != "device"}}
+        fingerprint = {"suite": NAME, "version": VERSION, "model": model_opts, "train": {k: getattr(tcfg, k) for k in ("steps", "batch_size", "lr", "warmup", "seed")}}
         timing: dict[str, float] = {}
 
         def _train(out: Path, run_dir: Path) -> None:

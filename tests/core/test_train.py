@@ -88,3 +88,16 @@ def test_non_finite_loss_stops_with_a_clear_error():
     model, _, batch_fn = _problem()
     with pytest.raises(FloatingPointError, match="loss is nan at step 0"):
         train(model, lambda m, b: m(b[0]).sum() * float("nan"), batch_fn, TrainConfig(steps=3))
+
+
+def test_runs_under_torch_distributed(tmp_path):
+    """Under torchrun the loop wraps the model in DDP; one gloo process stands in for it here."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
+    try:
+        model, loss_fn, batch_fn = _problem()
+        res = train(model, loss_fn, batch_fn, TrainConfig(steps=5, checkpoint_every=5), ckpt_dir=tmp_path / "run")
+        assert res.steps == 5 and (tmp_path / "run" / "checkpoint" / "model.safetensors").is_file()
+    finally:
+        dist.destroy_process_group()

@@ -26,6 +26,15 @@ app.add_typer(train_app, name="train")
 console = Console()
 
 
+def _digest(config) -> str:
+    """A short, stable name for a training recipe (its run folder for resuming)."""
+    import dataclasses
+    import hashlib
+    import json
+
+    return hashlib.sha1(json.dumps(dataclasses.asdict(config), sort_keys=True).encode()).hexdigest()[:10]
+
+
 def fail(msg: str) -> None:
     Console(stderr=True).print(f"[red]error:[/red] {msg}")
     raise typer.Exit(2)
@@ -163,6 +172,8 @@ def train_reference_lm_cmd(
     steps: Annotated[Optional[int], typer.Option(help="Training steps (default: the committed recipe)")] = None,
     fp16: Annotated[bool, typer.Option("--fp16", help="Save weights in float16 (for assets/)")] = False,
     device: Annotated[str, typer.Option()] = "cpu",
+    train_bytes: Annotated[Optional[int], typer.Option(help="Train on the first N bytes of the corpus only (tiny runs)")] = None,
+    eval_windows: Annotated[Optional[int], typer.Option(help="Evaluate on at most N held-out windows (tiny runs)")] = None,
 ) -> None:
     """Train the reference Llama LM on the prose corpus (resumable; reports held-out perplexity)."""
     from dataclasses import replace
@@ -171,18 +182,20 @@ def train_reference_lm_cmd(
     from tokenworks.models import LMTrainConfig, reference_lm, train_reference_lm
 
     config = LMTrainConfig()
-    if steps is not None:
-        try:
+    try:
+        if steps is not None:
             config = replace(config, steps=steps, warmup=min(config.warmup, steps))
-        except (TypeError, ValueError) as e:
-            fail(str(e))
-    if out is None and not fp16 and steps is None:
+        if train_bytes is not None or eval_windows is not None:
+            config = replace(config, train_bytes=train_bytes, eval_windows=eval_windows)
+    except (TypeError, ValueError) as e:
+        fail(str(e))
+    if out is None and not fp16 and steps is None and train_bytes is None and eval_windows is None:
         reference_lm(device=device)
         console.print("reference LM ready (cache or assets)")
         return
     target = out or cache_dir("models", "reference-lm")
     with atomic_dir(target) as tmp:
-        info = train_reference_lm(tmp, config, ckpt_dir=cache_dir("runs", f"reference-lm-{config.steps}"), device=device, fp16=fp16)
+        info = train_reference_lm(tmp, config, ckpt_dir=cache_dir("runs", f"reference-lm-{_digest(config)}"), device=device, fp16=fp16)
     console.print(f"saved to {target}: held-out {info['held_out']}")
 
 
@@ -211,7 +224,7 @@ def train_classifier_cmd(
         return
     target = out or cache_dir("models", f"classifier-{dataset}")
     with atomic_dir(target) as tmp:
-        info = train_image_classifier(tmp, config, ckpt_dir=cache_dir("runs", f"classifier-{dataset}-{config.steps}"), device=device)
+        info = train_image_classifier(tmp, config, ckpt_dir=cache_dir("runs", f"classifier-{dataset}-{_digest(config)}"), device=device)
     console.print(f"saved to {target}: {info}")
 
 

@@ -26,15 +26,15 @@ class LMTrainConfig:
     """Size and training recipe of the reference LM (the defaults make the committed one)."""
 
     vocab_size: int = 4096
-    hidden_size: int = 192
+    hidden_size: int = 128
     layers: int = 4
     heads: int = 4
     kv_heads: int = 4
-    intermediate_size: int = 512
+    intermediate_size: int = 384
     max_position_embeddings: int = 8192
     seq_len: int = 256
     batch_size: int = 16
-    steps: int = 2000
+    steps: int = 1500
     lr: float = 2e-3
     warmup: int = 100
     seed: int = 0
