@@ -187,8 +187,16 @@ def _next_token_loss(model, batch: torch.Tensor) -> torch.Tensor:
 @lru_cache(maxsize=2)
 def _load(path: str):
     from transformers import AutoTokenizer, LlamaForCausalLM
+    from transformers.utils import logging as hf_logging
 
-    model = LlamaForCausalLM.from_pretrained(path, dtype=torch.float32)
+    quiet = hf_logging.is_progress_bar_enabled()
+    if quiet:  # no per-tensor "Loading weights" bar for a 40-tensor model
+        hf_logging.disable_progress_bar()
+    try:
+        model = LlamaForCausalLM.from_pretrained(path, dtype=torch.float32)
+    finally:
+        if quiet:
+            hf_logging.enable_progress_bar()
     model.eval()
     return model, AutoTokenizer.from_pretrained(path)
 
