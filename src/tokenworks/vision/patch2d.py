@@ -73,9 +73,9 @@ class PatchTokenizer2D(ImageTokenizer):
     def num_tokens(self) -> int:
         return self.grid**2
 
-    def encode_latents(self, images: torch.Tensor) -> torch.Tensor:
+    def encode_latents(self, images: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         return rearrange(self.encoder(images), "b d h w -> b (h w) d")  # (B, N, D)
 
-    def decode_latents(self, tokens: torch.Tensor) -> torch.Tensor:
+    def decode_latents(self, tokens: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         grid = rearrange(tokens, "b (h w) d -> b d h w", h=self.grid)
         return torch.sigmoid(self.decoder(grid))

@@ -1,19 +1,29 @@
-"""Training and evaluation entry points shared by every image tokenizer."""
+"""Training and evaluation entry points shared by every image tokenizer.
+
+``train_tokenizer(tok, data, TokenizerTrainConfig(...), ckpt_dir=...)`` runs the project's
+training loop (progress bar, atomic checkpoints, resume, seed-reproducible) on random batches
+of an :class:`~tokenworks.data.ImageSet`. It first calls ``tok.prepare(data)`` (k-means
+codebooks, teachers) and, for caption-conditioned tokenizers, gives every image its class
+name as caption (MiniLM embeddings of ``data.classes``, computed once).
+
+``evaluate_tokenizer(tok, data)`` returns reconstruction metrics; ``encode_dataset`` the ids of
+a whole image set (for the token prior); ``perturbed_fd_local`` the P21 perturbed-decode
+metric.
+"""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
-from tokenworks.checks import check_int
+from tokenworks.checks import check_float, check_int
 from tokenworks.data import ImageSet
 from tokenworks.train import TrainConfig, TrainResult, train
 from tokenworks.vision.base import ImageTokenizer
 
-__all__ = ["TokenizerTrainConfig", "evaluate_tokenizer", "train_tokenizer"]
+__all__ = ["TokenizerTrainConfig", "encode_dataset", "evaluate_tokenizer", "perturbed_fd_local", "train_tokenizer"]
 
 
 @dataclass(kw_only=True)
@@ -28,6 +38,26 @@ class TokenizerTrainConfig:
     def __post_init__(self) -> None:
         check_int("steps", self.steps, min=1)
         check_int("batch_size", self.batch_size, min=1)
+        check_float("lr", self.lr, min=0.0, min_open=True)
+        check_int("warmup", self.warmup, min=0, max=self.steps)
+        check_int("seed", self.seed, min=0)
+
+
+def _check_data(tok: ImageTokenizer, data: ImageSet) -> torch.Tensor:
+    if not isinstance(data, ImageSet):
+        raise TypeError(f"data must be a tokenworks.data.ImageSet, got {type(data).__name__}")
+    if tuple(data.image_shape) != (tok.channels, tok.image_size, tok.image_size):
+        raise ValueError(f"data images {tuple(data.image_shape)} do not fit the tokenizer ({tok.channels}, {tok.image_size}, {tok.image_size})")
+    return data.float()
+
+
+def class_captions(tok: ImageTokenizer, data: ImageSet) -> torch.Tensor | None:
+    """(num_classes, E) caption embeddings of ``data.classes`` for a conditional tokenizer, else None."""
+    if not tok.conditional:
+        return None
+    from tokenworks.vision.captions import embed_captions
+
+    return embed_captions(list(data.classes))
 
 
 def train_tokenizer(
@@ -40,20 +70,21 @@ def train_tokenizer(
 ) -> TrainResult:
     """Train ``tok`` on random batches of ``data`` (resumable with ``ckpt_dir``)."""
     config = config or TokenizerTrainConfig()
-    images = data.float()
-    if tuple(images.shape[1:]) != (tok.channels, tok.image_size, tok.image_size):
-        raise ValueError(f"data images {tuple(images.shape[1:])} do not fit the tokenizer ({tok.channels}, {tok.image_size}, {tok.image_size})")
-    captions = getattr(data, "labels", None)
+    images = _check_data(tok, data)
+    torch.manual_seed(config.seed)
+    tok.prepare(data)
+    table = class_captions(tok, data)
+    labels = data.labels
 
     def batch_fn(step: int, g: torch.Generator):
         i = torch.randint(0, images.shape[0], (config.batch_size,), generator=g)
-        return images[i], captions[i] if captions is not None else None
+        return images[i], labels[i]
 
     def loss_fn(model, batch):
         x, y = batch
-        if hasattr(model, "set_condition"):
-            model.set_condition(y)
-        return model.loss(x)
+        if table is None:
+            return model.loss(x)
+        return model.loss(x, table.to(x.device)[y])
 
     tc = TrainConfig(steps=config.steps, lr=config.lr, warmup=config.warmup, seed=config.seed, device=config.device,
                      desc=desc or f"{tok.registry_name} tokenizer", checkpoint_every=max(50, config.steps // 10))  # fmt: skip
@@ -61,25 +92,41 @@ def train_tokenizer(
 
 
 @torch.no_grad()
-def evaluate_tokenizer(tok: ImageTokenizer, data: ImageSet, *, batch_size: int = 500, device: str = "cpu") -> dict:
-    """Reconstruction metrics on ``data``: PSNR, SSIM, fd_local, codebook usage/perplexity, bits."""
+def _batches(tok: ImageTokenizer, data: ImageSet, batch_size: int, device: str):
+    x = _check_data(tok, data)
+    table = class_captions(tok, data)
+    for i in range(0, x.shape[0], batch_size):
+        caps = table[data.labels[i : i + batch_size]].to(device) if table is not None else None
+        yield x[i : i + batch_size].to(device), caps
+
+
+@torch.no_grad()
+def encode_dataset(tok: ImageTokenizer, data: ImageSet, *, batch_size: int = 500, device: str = "cpu") -> torch.Tensor:
+    """Token ids of every image of ``data`` (conditional tokenizers get the class captions)."""
+    tok = tok.to(device).eval()
+    return torch.cat([tok.encode(x, caps).cpu() for x, caps in _batches(tok, data, batch_size, device)])
+
+
+@torch.no_grad()
+def evaluate_tokenizer(tok: ImageTokenizer, data: ImageSet, *, batch_size: int = 500, device: str = "cpu", return_outputs: bool = False) -> dict:
+    """Reconstruction metrics on ``data``: PSNR, SSIM, fd_local, codebook usage/perplexity, bits.
+
+    With ``return_outputs=True`` the dict also holds ``"ids"`` and ``"recon"`` tensors.
+    """
     from tokenworks.metrics import codebook_perplexity, codebook_usage, psnr, ssim
     from tokenworks.models import fd_local
 
     tok = tok.to(device).eval()
-    x = data.float()
     recons, ids = [], []
-    for i in range(0, x.shape[0], batch_size):
-        xb = x[i : i + batch_size].to(device)
-        if hasattr(tok, "set_condition"):
-            tok.set_condition(data.labels[i : i + batch_size].to(device))
-        idx = tok.encode(xb)
-        recons.append(tok.decode(idx).cpu())
+    for xb, caps in _batches(tok, data, batch_size, device):
+        idx = tok.encode(xb, caps)
+        recons.append(tok.decode(idx, caps).cpu())
         ids.append(idx.cpu())
+    x = data.float()
     recon = torch.cat(recons)
     idx = torch.cat(ids)
-    k = tok.quant.codebook_size
-    return {
+    k = tok.codebook_size
+    out = {
         "psnr": float(psnr(recon, x).mean()),
         "ssim": float(ssim(recon, x).mean()),
         "fd_local": fd_local(x, recon, dataset=data.name) if data.name in ("fashion-mnist", "mnist5k") else float("nan"),
@@ -88,3 +135,29 @@ def evaluate_tokenizer(tok: ImageTokenizer, data: ImageSet, *, batch_size: int =
         "bits_per_image": tok.bits_per_image,
         "tokens": tok.num_tokens,
     }
+    if return_outputs:
+        out.update(ids=idx, recon=recon)
+    return out
+
+
+@torch.no_grad()
+def perturbed_fd_local(tok: ImageTokenizer, data: ImageSet, *, rate: float = 0.1, seed: int = 0, ids: torch.Tensor | None = None,
+                       batch_size: int = 500, device: str = "cpu") -> float:  # fmt: skip
+    """P21's perturbed-decode metric: ``fd_local`` between ``data`` and images decoded from its
+    tokens after ``rate`` of each image's tokens were swapped for neighbouring codes (the
+    quantizer's ``perturb``, e.g. the ``robustok`` quantizer's)."""
+    from tokenworks.models import fd_local
+
+    check_float("rate", rate, min=0.0, max=1.0)
+    if not hasattr(tok.quant, "perturb"):
+        raise ValueError(f"perturbed_fd_local needs a quantizer with perturb(indices, rate) (e.g. 'robustok'), got {tok.quantizer!r}")
+    tok = tok.to(device).eval()
+    ids = encode_dataset(tok, data, batch_size=batch_size, device=device) if ids is None else ids
+    g = torch.Generator().manual_seed(seed)
+    noisy = tok.quant.perturb(ids.to(device), rate, generator=g)
+    table = class_captions(tok, data)
+    recon = []
+    for i in range(0, noisy.shape[0], batch_size):
+        caps = table[data.labels[i : i + batch_size]].to(device) if table is not None else None
+        recon.append(tok.decode(noisy[i : i + batch_size], caps).cpu())
+    return fd_local(data.float(), torch.cat(recon), dataset=data.name)

@@ -1,0 +1,134 @@
+"""``tokenworks vision ...``: train, evaluate and inspect image tokenizers (VIS family)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from tokenworks.cli.main import app, bench_root, console, fail
+
+vision_app = typer.Typer(help="Image tokenizers: train, evaluate, list the benchmark's presets.", no_args_is_help=True)
+app.add_typer(vision_app, name="vision")
+
+
+def _parse_options(pairs: list[str]) -> dict:
+    """``key=value`` pairs; values are JSON when they parse (numbers, bools, lists, dicts), else strings."""
+    out = {}
+    for p in pairs:
+        if "=" not in p:
+            fail(f"--set expects key=value, got {p!r}")
+        k, v = p.split("=", 1)
+        try:
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k] = v
+    return out
+
+
+@vision_app.command("train")
+def train_cmd(
+    method: Annotated[str, typer.Argument(help="A registered image tokenizer (tokenworks list --kind image_tokenizer)")],
+    name: Annotated[str, typer.Option(help="Name of the trained model (folder name under the cache or --out)")],
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Tokenizer option key=value (JSON values), repeatable")] = None,
+    steps: Annotated[int, typer.Option()] = 1000,
+    batch_size: Annotated[int, typer.Option()] = 64,
+    lr: Annotated[float, typer.Option()] = 2e-3,
+    warmup: Annotated[int, typer.Option()] = 50,
+    seed: Annotated[int, typer.Option()] = 0,
+    dataset: Annotated[str, typer.Option(help="fashion-mnist or mnist5k")] = "fashion-mnist",
+    out: Annotated[Optional[Path], typer.Option(help="Parent folder (e.g. assets/vision); default: the cache")] = None,
+    fp32: Annotated[bool, typer.Option("--fp32", help="Save float32 weights (default float16)")] = False,
+    device: Annotated[str, typer.Option()] = "cpu",
+) -> None:
+    """Train a tokenizer (resumable) and save it with its recipe fingerprint."""
+    import tokenworks as tw
+    from tokenworks.io import atomic_dir, cache_dir
+    from tokenworks.vision.store import train_and_save
+    from tokenworks.vision.train import TokenizerTrainConfig
+
+    options = _parse_options(set_ or [])
+    try:
+        info = tw.get(method)
+        if info.kind != "image_tokenizer":
+            fail(f"{method!r} is a {info.kind}, not an image tokenizer")
+        config = TokenizerTrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup=min(warmup, steps), seed=seed, device=device)
+        tw.create(method, **options)  # validate the options before any training
+    except (KeyError, TypeError, ValueError) as e:
+        fail(str(e))
+    target = (out / name) if out is not None else cache_dir("models", "vision", name)
+    with atomic_dir(target) as tmp:
+        train_and_save(tmp, method, options, config, dataset=dataset, ckpt_dir=cache_dir("runs", "vision", name), half=not fp32)
+    console.print(f"saved {method} to {target}")
+
+
+@vision_app.command("eval")
+def eval_cmd(
+    path: Annotated[Path, typer.Argument(help="A folder written by save_pretrained / vision train")],
+    dataset: Annotated[str, typer.Option()] = "fashion-mnist",
+    n: Annotated[int, typer.Option(help="Test images")] = 1000,
+) -> None:
+    """Reconstruction metrics of a saved tokenizer on the test split."""
+    from tokenworks.data import load_images
+    from tokenworks.vision import ImageTokenizer, evaluate_tokenizer
+
+    try:
+        tok = ImageTokenizer.from_pretrained(path)
+        data = load_images(dataset, "test")
+        data = data.take(min(n, len(data)))
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        fail(str(e))
+    m = evaluate_tokenizer(tok, data)
+    console.print({k: round(v, 4) if isinstance(v, float) else v for k, v in m.items()})
+
+
+def _trained(path: Path, fingerprint: dict) -> Path | None:
+    """``path`` if it holds a model made with ``fingerprint``."""
+    from tokenworks.io import load_json
+
+    info = path / "tokenworks.json"
+    return path if info.is_file() and load_json(info).get("fingerprint") == fingerprint else None
+
+
+@vision_app.command("presets")
+def presets_cmd(
+    train: Annotated[bool, typer.Option("--train", help="Train every preset that is not in the cache or --out yet")] = False,
+    out: Annotated[Path, typer.Option(help="Where --train writes (the committed assets live in assets/vision)")] = Path("assets/vision"),
+    only: Annotated[Optional[list[str]], typer.Option(help="Only these preset names")] = None,
+    bench_dir: Annotated[Optional[Path], typer.Option()] = None,
+) -> None:
+    """The image-tokenizers suite's presets, each with the command that reproduces it; with
+    --train, train the missing tokenizers and their token priors into --out (this is how
+    assets/vision is made)."""
+    bench_root(bench_dir)
+    from bench.suites.image_tokenizers import PRESETS, PRIOR, prior_data, preset_command
+
+    from tokenworks.io import atomic_dir, cache_dir
+    from tokenworks.models.store import find_model
+    from tokenworks.vision import ImageTokenizer
+    from tokenworks.vision.store import prior_fingerprint, recipe, train_and_save, train_prior_and_save
+
+    names = only or list(PRESETS)
+    unknown = [n for n in names if n not in PRESETS]
+    if unknown:
+        fail(f"unknown preset(s) {unknown}; known: {', '.join(PRESETS)}")
+    for name in names:
+        p = PRESETS[name]
+        console.print(f"{name}: {preset_command(name)}")
+        if not train:
+            continue
+        fp = recipe(p.method, p.options, p.train)
+        tok_path = _trained(out / name, fp) or find_model(f"vision/{name}", fp)
+        if tok_path is None:
+            with atomic_dir(out / name) as tmp:
+                train_and_save(tmp, p.method, p.options, p.train, ckpt_dir=cache_dir("runs", "vision", name))
+            tok_path = out / name
+        # its token prior, trained on the ids of the saved (float16) tokenizer
+        data = prior_data()
+        prior_fp = prior_fingerprint(fp, data, PRIOR)
+        if _trained(out / f"{name}-prior", prior_fp) is None and find_model(f"vision/{name}-prior", prior_fp) is None:
+            tok = ImageTokenizer.from_pretrained(tok_path)
+            with atomic_dir(out / f"{name}-prior") as tmp:
+                train_prior_and_save(tmp, name, tok, fp, data, PRIOR, ckpt_dir=cache_dir("runs", "vision", f"{name}-prior"))

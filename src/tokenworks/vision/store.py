@@ -1,0 +1,114 @@
+"""Trained tokenizers (and their token priors) by recipe: cache, committed assets, or train now.
+
+``pretrained_tokenizer("titok-16", "titok", {"num_latents": 16}, TokenizerTrainConfig(...))``
+returns the tokenizer trained with exactly that recipe (method, options, data set, training
+config): from ``$TOKENWORKS_CACHE/models/vision/<name>``, else from the committed
+``assets/vision/<name>``, else it trains one (progress bar, resumable) into the cache. A
+directory is used only if its ``tokenworks.json`` fingerprint equals the recipe, so a changed
+recipe never loads a stale model. ``tokenworks vision train`` writes the same layout, which is
+how the committed assets are made.
+
+``pretrained_prior(name, tok, recipe, data, PriorConfig(...))`` does the same for the token
+prior of a tokenizer (``vision/<name>-prior``, a Hugging Face ``save_pretrained`` folder in
+float16), trained on the tokenizer's ids of ``data``; its fingerprint holds the tokenizer's
+recipe, the prior config and the training images, so a retrained tokenizer retrains its prior.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from tokenworks.checks import check_choice
+from tokenworks.vision.base import ImageTokenizer
+from tokenworks.vision.train import TokenizerTrainConfig, train_tokenizer
+
+__all__ = ["pretrained_prior", "pretrained_tokenizer", "prior_fingerprint", "recipe", "train_and_save", "train_prior_and_save"]
+
+DATASETS = ("fashion-mnist", "mnist5k")
+
+
+def recipe(method: str, options: dict[str, Any], config: TokenizerTrainConfig, dataset: str = "fashion-mnist") -> dict[str, Any]:
+    """The fingerprint of a trained tokenizer (what must match for a saved one to be used)."""
+    train = asdict(config)
+    train.pop("device")
+    return {"method": method, "options": dict(options), "dataset": dataset, "train": train}
+
+
+def train_and_save(out: str | Path, method: str, options: dict[str, Any], config: TokenizerTrainConfig, *,
+                   dataset: str = "fashion-mnist", ckpt_dir: str | Path | None = None, half: bool = True) -> ImageTokenizer:  # fmt: skip
+    """Train ``method(**options)`` on the training split of ``dataset`` and save it in ``out``
+    (``config.json`` + ``model.safetensors``, float16 with ``half``) with its fingerprint and
+    training summary in ``tokenworks.json``."""
+    import tokenworks as tw
+    from tokenworks.data import load_images
+    from tokenworks.models.store import write_model_info
+
+    check_choice("dataset", dataset, DATASETS)
+    tok = tw.create(method, **options)
+    if not isinstance(tok, ImageTokenizer):
+        raise ValueError(f"method must name an image tokenizer, got {method!r}")
+    t0 = time.perf_counter()
+    result = train_tokenizer(tok, load_images(dataset, "train"), config, ckpt_dir=ckpt_dir, desc=f"{method} {Path(out).name}")
+    tok.save_pretrained(out, half=half)
+    write_model_info(out, recipe(method, options, config, dataset), final_loss=result.final_loss,
+                     train_seconds=round(time.perf_counter() - t0, 1), params=sum(p.numel() for p in tok.parameters()))  # fmt: skip
+    return tok
+
+
+def pretrained_tokenizer(name: str, method: str, options: dict[str, Any], config: TokenizerTrainConfig, *,
+                         dataset: str = "fashion-mnist", train_if_missing: bool = True, device: str = "cpu") -> ImageTokenizer:  # fmt: skip
+    """The tokenizer ``vision/<name>`` trained with this recipe (cache / assets / train now)."""
+    from tokenworks.models.store import load_or_train
+
+    def _train(out: Path, run: Path) -> None:
+        train_and_save(out, method, options, config, dataset=dataset, ckpt_dir=run)
+
+    command = f"tokenworks vision train {method} --name {name} ..."
+    path = load_or_train(f"vision/{name}", recipe(method, options, config, dataset), _train, train_if_missing=train_if_missing, command=command)
+    return ImageTokenizer.from_pretrained(path, device=device)
+
+
+def prior_fingerprint(tokenizer_recipe: dict[str, Any], data, config) -> dict[str, Any]:
+    return {"prior": asdict(config), "tokenizer": tokenizer_recipe, "dataset": data.name, "split": data.split, "train_images": len(data)}
+
+
+def train_prior_and_save(out: str | Path, name: str, tok: ImageTokenizer, tokenizer_recipe: dict[str, Any], data, config, *,
+                         ckpt_dir: str | Path | None = None, device: str = "cpu") -> None:  # fmt: skip
+    """Train the token prior of ``tok`` on its ids of ``data`` and save it (HF folder, float16) in ``out``."""
+    from tokenworks.models.store import write_model_info
+    from tokenworks.vision.prior import train_token_prior
+    from tokenworks.vision.train import encode_dataset
+
+    t0 = time.perf_counter()
+    ids = encode_dataset(tok, data, device=device)
+    model = train_token_prior(ids, tok.codebook_size, config, ckpt_dir=ckpt_dir, device=device, desc=f"prior {name}")
+    model.to("cpu").half().save_pretrained(out, safe_serialization=True)
+    write_model_info(out, prior_fingerprint(tokenizer_recipe, data, config), train_seconds=round(time.perf_counter() - t0, 1),
+                     params=sum(p.numel() for p in model.parameters()))  # fmt: skip
+
+
+def pretrained_prior(name: str, tok: ImageTokenizer, tokenizer_recipe: dict[str, Any], data, config, *,
+                     train_if_missing: bool = True, device: str = "cpu"):  # fmt: skip
+    """The token prior ``vision/<name>-prior`` of ``tok`` (cache / assets / train now), float32, eval mode."""
+    import torch
+    from transformers import LlamaForCausalLM
+
+    from tokenworks.models.store import load_or_train
+
+    def _train(out: Path, run: Path) -> None:
+        train_prior_and_save(out, name, tok, tokenizer_recipe, data, config, ckpt_dir=run, device=device)
+
+    from transformers.utils import logging as hf_logging
+
+    fp = prior_fingerprint(tokenizer_recipe, data, config)
+    path = load_or_train(f"vision/{name}-prior", fp, _train, train_if_missing=train_if_missing, command="tokenworks vision presets --train")
+    bar = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # one bar per small prior would drown the suite's own progress
+    try:
+        return LlamaForCausalLM.from_pretrained(str(path), dtype=torch.float32).to(device).eval()
+    finally:
+        if bar:
+            hf_logging.enable_progress_bar()
