@@ -40,6 +40,23 @@ def fail(msg: str) -> None:
     raise typer.Exit(2)
 
 
+def parse_options(pairs: list[str] | None, flag: str) -> dict:
+    """Repeated ``FLAG key=value`` options as a dict; values are JSON when they parse (numbers,
+    bools, lists, dicts), else strings. A malformed pair fails naming ``flag``."""
+    import json
+
+    out = {}
+    for p in pairs or []:
+        key, sep, value = p.partition("=")
+        if not sep or not key:
+            fail(f"{flag} expects key=value, got {p!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
 @app.command("list")
 def list_methods(
     family: Annotated[Optional[str], typer.Option(help=f"Only this family: {', '.join(tw.FAMILIES)}")] = None,

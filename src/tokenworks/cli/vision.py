@@ -2,30 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from tokenworks.cli.main import app, bench_root, console, fail
+from tokenworks.cli.main import app, bench_root, console, fail, parse_options
 
 vision_app = typer.Typer(help="Image tokenizers: train, evaluate, list the benchmark's presets.", no_args_is_help=True)
 app.add_typer(vision_app, name="vision")
-
-
-def _parse_options(pairs: list[str]) -> dict:
-    """``key=value`` pairs; values are JSON when they parse (numbers, bools, lists, dicts), else strings."""
-    out = {}
-    for p in pairs:
-        if "=" not in p:
-            fail(f"--set expects key=value, got {p!r}")
-        k, v = p.split("=", 1)
-        try:
-            out[k] = json.loads(v)
-        except json.JSONDecodeError:
-            out[k] = v
-    return out
 
 
 @vision_app.command("train")
@@ -49,7 +34,7 @@ def train_cmd(
     from tokenworks.vision.store import train_and_save
     from tokenworks.vision.train import TokenizerTrainConfig
 
-    options = _parse_options(set_ or [])
+    options = parse_options(set_, "--set")
     try:
         info = tw.get(method)
         if info.kind != "image_tokenizer":

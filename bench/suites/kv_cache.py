@@ -1,0 +1,458 @@
+"""Suite ``kv-cache``: KV-cache policies of tokenworks and NVIDIA kvpress presses, same model, same run.
+
+Every registered KV policy (``tw.methods(kind="kv_policy")``) and four kvpress presses
+(StreamingLLM, SnapKV, TOVA, ObservedAttention) run on the task model (a small Llama trained
+here, ``tokenworks.kvcache.task_model``) at budgets of 10, 25, 50 and 75% of the context:
+
+- ``retrieval`` (task a): many ``@ KEY V1 V2`` records in held-out prose, a query ``@ KEY`` at
+  the end; the prompt is compressed, then the value is decoded greedily. Accuracy = exact match.
+- ``recurrence`` (task b): variables defined in a short prompt, then a long stream, fed token by
+  token, in which each variable is read back periodically; accuracy = next-token argmax on the
+  read-back values (teacher forcing).
+- ``prose`` (task c): held-out prose streamed token by token after a short prompt; perplexity,
+  and two task-free fidelity measures against the full cache on the same tokens: KL divergence
+  of next-token distributions and the greedy-match length of free generation (``model.generate``
+  for ours; kvpress's hook for its presses) from the same prompts.
+
+Costs, measured in the same run: ``kv_bytes`` (mean bytes of keys+values held over the decode
+steps) and ``kv_ratio`` to the full cache, ``decode_ms`` per token and ``time_ratio`` to the full
+cache (the model with no policy attached, ``sdpa`` attention), and ``overhead_ms`` (time spent
+in our policy code per decoding forward, all layers). The budget of our policies is a fraction
+of the real tokens seen so far, enforced at every compression; TidalDecode holds everything and
+attends to the budget. kvpress presses compress the prompt (``compression_ratio = 1 - budget``);
+in the streaming tasks kvpress's ``PrefillDecodingPress`` adds its ``DecodingPress``, which
+re-compresses every 16 steps to the same fraction of the tokens seen so far. ObservedAttention
+reads attention weights, so its rows run with eager attention (a cost that is its own).
+Plots: accuracy vs budget per task, decode time vs context length, TidalDecode's attention
+recall vs budget.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from contextlib import contextmanager, nullcontext
+from typing import Any
+
+import torch
+
+import tokenworks as tw
+from tokenworks.kvcache import kv_bytes
+from tokenworks.kvcache.task_model import task_model
+from tokenworks.kvcache.tasks import kv_retrieval, prose_windows, recurrence_traces
+
+NAME = "kv-cache"
+DESCRIPTION = __doc__.split("\n\n", 1)[1]
+
+BUDGETS = (0.1, 0.25, 0.5, 0.75)
+PRESSES = ("StreamingLLMPress", "SnapKVPress", "TOVAPress", "ObservedAttentionPress")
+
+
+def _sizes(quick: bool) -> dict[str, Any]:
+    if quick:
+        return dict(
+            ret_n=8, ret_len=1024, ret_pairs=24, rec_n=8, rec_prompt=64, rec_trace=256, rec_periods=(70, 150),
+            prose_n=4, prose_prompt=32, prose_steps=128, gen_prompt=96, gen_new=16, timing_ctx=(512, 2048), timing_steps=8,
+        )  # fmt: skip
+    return dict(
+        ret_n=32, ret_len=3072, ret_pairs=64, rec_n=16, rec_prompt=128, rec_trace=1024, rec_periods=(150, 450),
+        prose_n=8, prose_prompt=64, prose_steps=512, gen_prompt=256, gen_new=48, timing_ctx=(512, 1024, 2048, 4096), timing_steps=32,
+    )  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- methods
+
+
+def _ours(name: str, budget: float):
+    info = tw.get(name)
+    if name == "full":
+        return tw.create("full")
+    opts: dict[str, Any] = {"budget": budget}
+    if name == "tidal_decode":
+        opts["selection_layer"] = 1
+    return info.create(**opts)
+
+
+INTERVAL = 16  # kvpress DecodingPress: compress every 16 decoding steps
+
+
+def _press(cls_name: str, budget: float, streaming: bool, prompt_len: int):
+    """A kvpress press at ``budget``: at prefill (``compression_ratio = 1 - budget``); for
+    streaming, combined with kvpress's DecodingPress, re-compressing every ``INTERVAL`` steps to
+    the same fraction of the tokens seen so far (our policies' budget semantics)."""
+    import kvpress
+
+    cls = getattr(kvpress, cls_name)
+    kw = {"window_size": min(32, prompt_len - 1)} if cls_name == "SnapKVPress" else {}
+    prefill = cls(compression_ratio=1.0 - budget, **kw)
+    if not streaming:
+        return prefill
+    # the decoding press scores with the hidden states buffered since its last compression
+    kw = {"window_size": INTERVAL // 2} if cls_name == "SnapKVPress" else {}
+    decoding = _fraction_decoding_press()(base_press=cls(**kw), compression_interval=INTERVAL, target_size=1, fraction=budget)
+    return kvpress.PrefillDecodingPress(prefilling_press=prefill, decoding_press=decoding)
+
+
+_FRACTION_PRESS = None
+
+
+def _fraction_decoding_press():
+    """kvpress's DecodingPress with a target that is a fraction of the tokens seen so far."""
+    global _FRACTION_PRESS
+    if _FRACTION_PRESS is None:
+        from dataclasses import dataclass
+
+        import kvpress
+
+        @dataclass
+        class FractionDecodingPress(kvpress.DecodingPress):
+            fraction: float = 1.0
+
+            def _resolve_target_size(self, kwargs: dict) -> int:
+                return max(1, math.ceil(self.fraction * (int(kwargs["cache_position"][-1]) + 1)))
+
+        _FRACTION_PRESS = FractionDecodingPress
+    return _FRACTION_PRESS
+
+
+@contextmanager
+def _attn(model, impl: str, inner):
+    """Run ``inner`` (a context manager) with the model's attention implementation set to ``impl``."""
+    old = model.config._attn_implementation
+    model.set_attn_implementation(impl)
+    try:
+        with inner:
+            yield
+    finally:
+        model.set_attn_implementation(old)
+
+
+def _press_name(cls_name: str) -> str:
+    return "kvpress-" + cls_name.removesuffix("Press").lower().replace("observedattention", "observed_attention").replace("streamingllm", "streaming_llm")
+
+
+# ----------------------------------------------------------------------------- running
+
+
+class _Run:
+    """Prefill then token-by-token decoding with explicit positions, timing and KV bytes."""
+
+    def __init__(self, model, ctx_manager, policy=None):
+        from transformers import DynamicCache
+
+        self.model, self.ctx, self.policy = model, ctx_manager, policy
+        self.cache = DynamicCache(config=model.config)
+        self.t = 0
+        self.decode_seconds = 0.0
+        self.decode_steps = 0
+        self.bytes = []
+
+    def forward(self, ids: torch.Tensor, timed: bool) -> torch.Tensor:
+        q = ids.shape[1]
+        pos = torch.arange(self.t, self.t + q)
+        t0 = time.perf_counter()
+        out = self.model(input_ids=ids, past_key_values=self.cache, cache_position=pos, position_ids=pos[None].expand(ids.shape[0], -1))
+        if timed:
+            self.decode_seconds += time.perf_counter() - t0
+            self.decode_steps += 1
+            self.bytes.append(kv_bytes(self.cache))
+        self.t += q
+        return out.logits
+
+
+def _with(model, method: str, budget: float, streaming: bool, target: int, prompt_len: int = 1 << 30):
+    """(context manager, our policy or None) for a row's method; "none" is the plain model."""
+    if method == "none":
+        return nullcontext(), None
+    if method.startswith("kvpress-"):
+        cls_name = next(p for p in PRESSES if _press_name(p) == method)
+        press = _press(cls_name, budget, streaming, prompt_len)
+        if cls_name == "ObservedAttentionPress":  # needs the attention weights: eager attention
+            return _attn(model, "eager", press(model)), None
+        return press(model), None
+    policy = _ours(method, budget)
+    return policy(model), policy
+
+
+def _methods() -> list[str]:
+    return [m.name for m in tw.methods(kind="kv_policy")] + [_press_name(p) for p in PRESSES]
+
+
+def _row(method: str, task: str, budget: float, metrics: dict[str, float], params: dict | None = None) -> dict:
+    paper = None if method.startswith("kvpress-") or method == "no-policy" else tw.get(method).paper
+    return {
+        "family": "KV", "method": method, "paper": paper, "params": params or {},
+        "budget": {"task": task, "fraction": budget}, "metrics": {k: (round(v, 6) if isinstance(v, float) else v) for k, v in metrics.items()},
+    }  # fmt: skip
+
+
+def _cost(run: _Run, policy, full_bytes: float | None, full_ms: float | None) -> dict[str, float]:
+    ms = 1000 * run.decode_seconds / max(1, run.decode_steps)
+    b = float(sum(run.bytes) / max(1, len(run.bytes)))
+    out = {"kv_bytes": b, "decode_ms": ms}
+    out["kv_ratio"] = b / full_bytes if full_bytes else 1.0
+    out["time_ratio"] = ms / full_ms if full_ms else 1.0
+    if policy is not None:
+        out["overhead_ms"] = 1000 * policy.stats["policy_seconds"] / max(1, run.decode_steps)
+    return out
+
+
+@torch.no_grad()
+def _retrieval(model, tok, method, budget, data, ref) -> dict[str, float]:
+    ids, answers = data["input_ids"], data["answers"]
+    ctx, policy = _with(model, method, budget, streaming=False, target=0, prompt_len=ids.shape[1])
+    with ctx:
+        run = _Run(model, ctx, policy)
+        logits = run.forward(ids, timed=False)
+        preds, first_logp = [], torch.log_softmax(logits[:, -1].float(), -1)
+        if policy is not None:
+            policy.reset_stats()
+        for _ in range(answers.shape[1]):
+            nxt = logits[:, -1].argmax(-1, keepdim=True)
+            preds.append(nxt)
+            logits = run.forward(nxt, timed=True)
+    pred = torch.cat(preds, 1)
+    m = {"accuracy": float((pred == answers).all(1).float().mean()), "first_token_acc": float((pred[:, 0] == answers[:, 0]).float().mean())}
+    if ref is not None:
+        m["kl_first"] = float(torch.nn.functional.kl_div(first_logp, ref["first_logp"], log_target=True, reduction="batchmean"))
+    return {**m, **_cost(run, policy, ref and ref["kv_bytes"], ref and ref["decode_ms"]), "_first_logp": first_logp}
+
+
+@torch.no_grad()
+def _stream(model, method, budget, ids, prompt_len, targets, ref, record_recall=False) -> dict[str, Any]:
+    """Teacher-forced streaming: returns accuracy on ``targets`` (bool (B, T)), NLL on the rest,
+    KL to the reference log-probs, and costs."""
+    T = ids.shape[1]
+    target_tokens = max(1, round(budget * T))
+    ctx, policy = _with(model, method, budget, streaming=True, target=target_tokens, prompt_len=prompt_len)
+    if policy is not None:
+        policy.record_recall = record_recall
+    nll, n_tok, correct, n_tgt, kl, logps = 0.0, 0, 0, 0, 0.0, []
+    with ctx:
+        run = _Run(model, ctx, policy)
+        logits = run.forward(ids[:, :prompt_len], timed=False)[:, -1]
+        if policy is not None:
+            policy.reset_stats()
+        for t in range(prompt_len, T):
+            logp = torch.log_softmax(logits.float(), -1)  # predicts ids[:, t]
+            y = ids[:, t]
+            tgt = targets[:, t - 1] if targets is not None else torch.zeros_like(y, dtype=torch.bool)
+            lp = logp.gather(1, y[:, None])[:, 0]
+            nll -= float(lp[~tgt].sum())
+            n_tok += int((~tgt).sum())
+            correct += int(((logp.argmax(-1) == y) & tgt).sum())
+            n_tgt += int(tgt.sum())
+            if ref is None:
+                logps.append(logp)
+            else:
+                kl += float(torch.nn.functional.kl_div(logp, ref["logps"][t - prompt_len].float(), log_target=True, reduction="sum"))
+            if t < T - 1:
+                logits = run.forward(ids[:, t : t + 1], timed=True)[:, -1]
+    out: dict[str, Any] = {"ppl": math.exp(nll / max(1, n_tok))}
+    if targets is not None:
+        out["accuracy"] = correct / max(1, n_tgt)
+    if ref is not None:
+        out["kl"] = kl / (ids.shape[0] * (T - prompt_len))
+    else:
+        out["_logps"] = logps
+    out.update(_cost(run, policy, ref and ref["kv_bytes"], ref and ref["decode_ms"]))
+    if record_recall and policy is not None and policy.stats["recall_n"]:
+        out["attention_recall"] = policy.stats["recall_sum"] / policy.stats["recall_n"]
+    return out
+
+
+@torch.no_grad()
+def _greedy(model, method, budget, prompts, new: int) -> torch.Tensor:
+    T = prompts.shape[1]
+    ctx, _ = _with(model, method, budget, streaming=False, target=0, prompt_len=T)
+    if method.startswith("kvpress-"):  # kvpress hooks prefill; decode greedily by hand
+        with ctx:
+            run = _Run(model, ctx)
+            logits = run.forward(prompts, timed=False)
+            out = []
+            for _ in range(new):
+                nxt = logits[:, -1].argmax(-1, keepdim=True)
+                out.append(nxt)
+                logits = run.forward(nxt, timed=False)
+        return torch.cat(out, 1)
+    with ctx:
+        g = model.generate(prompts, attention_mask=torch.ones_like(prompts), max_new_tokens=new, min_new_tokens=new,
+                           do_sample=False, pad_token_id=model.config.pad_token_id)  # fmt: skip
+    return g[:, T:]
+
+
+def _match_len(a: torch.Tensor, b: torch.Tensor) -> float:
+    same = (a == b).long().cumprod(1)
+    return float(same.sum(1).float().mean())
+
+
+def run(ctx) -> list[dict]:
+    torch.manual_seed(ctx.seed)
+    S = _sizes(ctx.quick)
+    model, tok = task_model(device=ctx.device)
+    model.set_attn_implementation("sdpa")  # kvpress's ObservedAttention switches to eager for its own rows
+    methods = _methods()
+    rows: list[dict] = []
+
+    # ---- task (a): retrieval
+    data = kv_retrieval(tok, n=S["ret_n"], context_len=S["ret_len"], n_pairs=S["ret_pairs"], seed=ctx.seed + 1)
+    ref = _retrieval(model, tok, "none", 1.0, data, None)
+    ref = {"first_logp": ref.pop("_first_logp"), **ref}
+    for method in ctx.track(methods, "kv-cache: retrieval"):
+        for b in BUDGETS if method != "full" else (1.0,):
+            m = _retrieval(model, tok, method, b, data, ref)
+            m.pop("_first_logp")
+            rows.append(_row(method, "retrieval", b, m))
+
+    # ---- task (b): recurrence traces (teacher-forced streaming)
+    tr = recurrence_traces(tok, n=S["rec_n"], prompt_len=S["rec_prompt"], trace_len=S["rec_trace"],
+                           min_period=S["rec_periods"][0], max_period=S["rec_periods"][1], seed=ctx.seed + 2)  # fmt: skip
+    ref = _stream(model, "none", 1.0, tr["input_ids"], S["rec_prompt"], tr["targets"], None)
+    ref["logps"] = ref.pop("_logps")
+    for method in ctx.track(methods, "kv-cache: recurrence"):
+        for b in BUDGETS if method != "full" else (1.0,):
+            rows.append(_row(method, "recurrence", b, _stream(model, method, b, tr["input_ids"], S["rec_prompt"], tr["targets"], ref)))
+
+    # ---- task (c): prose streaming perplexity + fidelity
+    prose = prose_windows(tok, n=S["prose_n"], length=S["prose_prompt"] + S["prose_steps"], seed=ctx.seed + 3)
+    ref = _stream(model, "none", 1.0, prose, S["prose_prompt"], None, None)
+    ref["logps"] = ref.pop("_logps")
+    gen_prompts = prose_windows(tok, n=S["prose_n"], length=S["gen_prompt"], seed=ctx.seed + 4)
+    full_gen = _greedy(model, "none", 1.0, gen_prompts, S["gen_new"])
+    for method in ctx.track(methods, "kv-cache: prose"):
+        for b in BUDGETS if method != "full" else (1.0,):
+            m = _stream(model, method, b, prose, S["prose_prompt"], None, ref)
+            m["greedy_match"] = _match_len(_greedy(model, method, b, gen_prompts, S["gen_new"]), full_gen)
+            rows.append(_row(method, "prose", b, m))
+
+    # ---- TidalDecode attention recall vs budget (separate, untimed runs)
+    short = prose[:, : S["prose_prompt"] + 64]
+    for b in BUDGETS:
+        m = _stream(model, "tidal_decode", b, short, S["prose_prompt"], None, None, record_recall=True)
+        rows.append(_row("tidal_decode", "recall", b, {"attention_recall": m.get("attention_recall", float("nan"))}))
+
+    # ---- decode time vs context length (batch 1)
+    timing_methods = ["none", "full", "streaming_llm", "h2o", "tova", "lazy_eviction", "tidal_decode", "kvpress-snapkv"]
+    for n_ctx in S["timing_ctx"]:
+        ids = prose_windows(tok, n=1, length=n_ctx + S["timing_steps"], seed=ctx.seed + 5)
+        base = None
+        for method in timing_methods:
+            m = _stream(model, method, 1.0 if method in ("none", "full") else 0.25, ids, n_ctx, None, None)
+            m.pop("_logps", None)
+            if method == "none":
+                base = m
+            rows.append(_row("no-policy" if method == "none" else method, "timing", 1.0 if method in ("none", "full") else 0.25,
+                             {"context": n_ctx, "decode_ms": m["decode_ms"], "time_ratio": m["decode_ms"] / base["decode_ms"],
+                              "kv_bytes": m["kv_bytes"]}))  # fmt: skip
+    return rows
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def _tasks(rows):
+    return [t for t in ("retrieval", "recurrence", "prose") if any(r["budget"]["task"] == t for r in rows)]
+
+
+def _metric(task: str) -> str:
+    return "ppl" if task == "prose" else "accuracy"
+
+
+def summary(rows: list[dict]) -> str:
+    """Accuracy (perplexity for prose) vs budget, one table per task; cost columns at 25%."""
+    out = []
+    for task in _tasks(rows):
+        key = _metric(task)
+        tr = [r for r in rows if r["budget"]["task"] == task]
+        full = next((r for r in tr if r["method"] == "full"), None)
+        budgets = sorted({r["budget"]["fraction"] for r in tr if r["method"] != "full"})
+        head = ["method", *[f"{int(b * 100)}%" for b in budgets], "kv ratio @25%", "time ratio @25%", "overhead ms @25%"]
+        if task == "prose":
+            head[-3:-3] = ["KL @25%", "greedy match @25%"]
+        lines = [f"**{task}** ({key}; full cache: {full['metrics'][key]:.4g})" if full else f"**{task}**", "",
+                 "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]  # fmt: skip
+        for method in dict.fromkeys(r["method"] for r in tr if r["method"] != "full"):
+            mr = {r["budget"]["fraction"]: r["metrics"] for r in tr if r["method"] == method}
+            q = mr.get(0.25, {})
+            cells = [method, *[f"{mr[b][key]:.3g}" if b in mr else "" for b in budgets]]
+            if task == "prose":
+                cells += [f"{q.get('kl', float('nan')):.3g}", f"{q.get('greedy_match', float('nan')):.3g}"]
+            cells += [f"{q.get('kv_ratio', float('nan')):.2f}", f"{q.get('time_ratio', float('nan')):.2f}",
+                      f"{q['overhead_ms']:.2f}" if "overhead_ms" in q else "n/a (kvpress)"]  # fmt: skip
+            lines.append("| " + " | ".join(cells) + " |")
+        out.append("\n".join(lines))
+    rec = [r for r in rows if r["budget"]["task"] == "recall"]
+    if rec:
+        out.append("**TidalDecode attention recall** (share of full attention mass on the selected tokens, sparse layers): "
+                   + ", ".join(f"{int(r['budget']['fraction'] * 100)}%: {r['metrics']['attention_recall']:.3f}" for r in rec))  # fmt: skip
+    return "\n\n".join(out)
+
+
+def headline(method: str, rows: list[dict]) -> str | None:
+    parts = []
+    for task in ("retrieval", "recurrence"):
+        r = next((r for r in rows if r["budget"]["task"] == task and r["budget"]["fraction"] in (0.25, 1.0)), None)
+        if r is not None:
+            parts.append(f"{task} acc {r['metrics']['accuracy']:.2f} @ {int(r['budget']['fraction'] * 100)}% budget")
+    return "; ".join(parts) or None
+
+
+def plots(rows: list[dict], out_dir) -> list[tuple[str, str]]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    made = []
+    tasks = _tasks(rows)
+    if tasks:
+        fig, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 4.2), squeeze=False)
+        for ax, task in zip(axes[0], tasks):
+            key = _metric(task)
+            tr = [r for r in rows if r["budget"]["task"] == task]
+            for method in dict.fromkeys(r["method"] for r in tr if r["method"] != "full"):
+                pts = sorted((r["budget"]["fraction"], r["metrics"][key]) for r in tr if r["method"] == method)
+                peer = method.startswith("kvpress-")
+                style = "--" if peer else "-"
+                width = 2.5 if not peer and tw.get(method).paper else 1.2
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], style, marker="o", lw=width, ms=3, label=method)
+            full = next((r for r in tr if r["method"] == "full"), None)
+            if full:
+                ax.axhline(full["metrics"][key], color="k", lw=0.8, ls=":", label="full cache")
+            ax.set_xlabel("KV budget (fraction of context)")
+            ax.set_ylabel(key)
+            ax.set_title(task)
+            if key == "ppl":
+                ax.set_yscale("log")
+        axes[0][-1].legend(fontsize=7, loc="best")
+        fig.tight_layout()
+        fig.savefig(f"{out_dir}/kv_accuracy_vs_budget.png", dpi=110)
+        plt.close(fig)
+        made.append(("KV policies (solid; P12/P45 thick) and kvpress presses (dashed): task score vs budget", "kv_accuracy_vs_budget.png"))
+    tim = [r for r in rows if r["budget"]["task"] == "timing"]
+    if tim:
+        fig, ax = plt.subplots(figsize=(5.5, 4.2))
+        for method in dict.fromkeys(r["method"] for r in tim):
+            pts = sorted((r["metrics"]["context"], r["metrics"]["decode_ms"]) for r in tim if r["method"] == method)
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=method)
+        ax.set_xlabel("context length (tokens)")
+        ax.set_ylabel("decode ms / token (batch 1)")
+        ax.set_xscale("log", base=2)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(f"{out_dir}/kv_decode_time.png", dpi=110)
+        plt.close(fig)
+        made.append(("Decode time per token vs context length (25% budget; full cache at 100%)", "kv_decode_time.png"))
+    rec = [r for r in rows if r["budget"]["task"] == "recall"]
+    if rec:
+        fig, ax = plt.subplots(figsize=(4.5, 3.5))
+        pts = sorted((r["budget"]["fraction"], r["metrics"]["attention_recall"]) for r in rec)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o")
+        ax.set_xlabel("TidalDecode budget (fraction of context)")
+        ax.set_ylabel("attention recall in sparse layers")
+        ax.set_ylim(0, 1.02)
+        fig.tight_layout()
+        fig.savefig(f"{out_dir}/kv_tidal_recall.png", dpi=110)
+        plt.close(fig)
+        made.append(("TidalDecode: share of the full attention mass its selected tokens carry", "kv_tidal_recall.png"))
+    return made

@@ -1,0 +1,645 @@
+"""The KV-cache policy interface: one scoring hook, the base class does the mechanics.
+
+    policy = tw.create("lazy_eviction", budget=0.5)    # a fraction of the context, or a token count
+    policy.attach(model)                                # any HF decoder: Llama, Qwen2, Mistral, ...
+    out = model.generate(**inputs, max_new_tokens=64)   # unchanged; batches with left padding work
+    policy.detach()                                     # or: with policy(model): ...
+
+How it hooks a model. ``attach`` routes the model's attention through one function registered
+in transformers' ``AttentionInterface`` (and a mask function in ``AttentionMaskInterface`` that
+defers to the original one). That function runs the model's own attention implementation
+(``sdpa`` or ``eager``) on the keys and values the cache holds, then lets the policy score the
+held tokens and writes the kept ones back into the ``DynamicCache`` layer: memory is really
+freed. Two forward pre-hooks (on the decoder and on each attention module) hand it the 2-D
+padding mask and the cache object. Nothing else of the model changes; ``detach`` restores it.
+
+Bookkeeping per cache layer (stored on the cache object, so each ``generate`` call starts
+fresh): for every held slot its real position (index among the row's non-padding tokens),
+whether it is a real token, and the method's per-token state (``token_state``). Positions are
+counted without padding, so a left-padded row behaves exactly as the same row alone: padding
+is never attended and is evicted first, rows whose budget is smaller than the longest row's
+keep masked empty slots. While a layer has never been compressed the model's own mask is
+passed through unchanged, so a policy that keeps everything gives bit-identical logits.
+
+The hook: ``score(view) -> (B, Hkv, K) | None``, called on every forward of every layer, after
+attention for evicting policies and before it for sparse ones (``evicts = False``). Higher
+scores are kept; ``+inf`` marks tokens that must never be dropped (sinks, recent windows),
+``-inf`` is set by the base for padding and empty slots. ``None`` means "nothing to do now".
+The base then keeps, per row and head, the top ``cap`` tokens (``cap`` = ``ceil(budget x real
+tokens seen)`` for a fraction, ``min(budget, real tokens)`` for a count, raised to the number
+of ``+inf`` tokens), ties broken by position (stable sort), and gathers keys, values and
+state. A sparse policy instead attends, in that layer only, to the top ``cap`` held tokens.
+When the base compresses is set by ``phase`` ("prefill", "decode", "both") and
+``compress_every()`` (lagged eviction). Attention probabilities are computed only on demand
+(``view.probs(last=n)`` for the last n queries, ``view.column_sums()`` in query chunks).
+
+Not supported, with a clear error: static/sliding-window/quantized caches, beam search (the
+cache is reordered behind the policy's back) and attention implementations other than
+``sdpa``/``eager``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+import time
+from abc import abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+
+from tokenworks.checks import check_choice, check_float, check_int
+
+__all__ = ["ATTN_IMPLEMENTATION", "KVPolicy", "LayerView", "kv_bytes"]
+
+ATTN_IMPLEMENTATION = "tokenworks_kv"
+_STATE_ATTR = "_tokenworks_kv_state"
+_POLICY_ATTR = "_tokenworks_kv_policy"
+_ORIG_ATTR = "_tokenworks_kv_orig"
+_SUPPORTED_IMPL = ("sdpa", "eager")
+
+
+def kv_bytes(cache) -> int:
+    """Bytes of keys and values a ``DynamicCache`` holds right now (all layers)."""
+    total = 0
+    for layer in getattr(cache, "layers", []):
+        for t in (getattr(layer, "keys", None), getattr(layer, "values", None)):
+            if isinstance(t, torch.Tensor):
+                total += t.numel() * t.element_size()
+    return total
+
+
+# --------------------------------------------------------------------------- bookkeeping
+
+
+@dataclass
+class _LayerState:
+    pos: torch.Tensor  # (B, Hkv, K) long: real position of each held slot (-1: padding/empty)
+    valid: torch.Tensor  # (B, Hkv, K) bool
+    state: dict[str, torch.Tensor]  # per-token method state, (B, Hkv, K) each
+    compressed: bool = False
+
+
+@dataclass
+class _CacheState:
+    count: torch.Tensor  # (B,) real tokens seen so far per row
+    seen: int = 0  # tokens seen (padding included)
+    step: int = -1  # forwards seen (0 = prefill)
+    forward_id: int = -1
+    qpos: torch.Tensor | None = None  # (B, q) real positions of the current chunk
+    qvalid: torch.Tensor | None = None  # (B, q)
+    all_valid: bool = True
+    cap: torch.Tensor | None = None  # (B,) tokens the budget allows per row
+    cap_min: int = 0
+    layers: dict[int, _LayerState] = field(default_factory=dict)
+    shared: dict[str, Any] = field(default_factory=dict)
+
+
+def _repeat_heads(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """(B, Hkv, ...) -> (B, Hkv * groups, ...), each kv head repeated for its query heads."""
+    return x if groups == 1 else x.repeat_interleave(groups, dim=1)
+
+
+class LayerView:
+    """What ``score`` sees for one layer and one forward.
+
+    Tensors: ``query`` (B, H, q, D) post-RoPE queries of this forward; ``keys``/``values``
+    (B, Hkv, K, D) everything the layer holds, the q new tokens last; ``pos``/``valid``
+    (B, Hkv, K) real position and validity of each held slot; ``qpos``/``qvalid`` (B, q);
+    ``state`` the method's per-token tensors (B, Hkv, K), to read and update in place
+    (assign ``view.state[name] = tensor``); ``cap`` (B,) tokens the budget allows per row;
+    ``count`` (B,) real tokens seen so far per row.
+    Scalars: ``layer``, ``num_layers``, ``step`` (0 for the first forward, the prefill),
+    ``prefill``, ``compress`` (True when the base will compress after this call if scores
+    are returned), ``groups`` (H // Hkv) and ``scaling``. ``shared`` is a dict shared by all
+    layers of one cache (TidalDecode keeps its selection there).
+    """
+
+    def __init__(self, **kw: Any) -> None:
+        self.__dict__.update(kw)
+        self._probs: dict[int, torch.Tensor] = {}
+
+    # (B, H, n, K) boolean: may query i (of the last n) see held slot j?  (padding queries: nothing)
+    def _mask(self, n: int) -> torch.Tensor:
+        allowed = getattr(self, "allowed", None)  # (B, H, q, K), built once per layer call by the base
+        if allowed is None:
+            pos = _repeat_heads(self.pos, self.groups)[:, :, None, :]
+            valid = _repeat_heads(self.valid, self.groups)[:, :, None, :]
+            allowed = valid & (pos <= self.qpos[:, None, :, None])
+            self.allowed = allowed
+        m = allowed[:, :, -n:]
+        return m if self.all_queries_valid else m & self.qvalid[:, None, -n:, None]
+
+    def logits(self, last: int | None = None) -> torch.Tensor:
+        """Masked attention logits of the last ``last`` queries (all by default): (B, H, n, K)."""
+        n = self.query.shape[2] if last is None else min(last, self.query.shape[2])
+        k = _repeat_heads(self.keys, self.groups)
+        s = torch.matmul(self.query[:, :, -n:].float(), k.transpose(2, 3).float()) * self.scaling
+        return s.masked_fill(~self._mask(n), float("-inf"))
+
+    def probs(self, last: int | None = None) -> torch.Tensor:
+        """Attention probabilities of the last ``last`` queries over held slots: (B, H, n, K).
+
+        Rows of padding queries are all zero. Reuses the weights of ``eager`` attention when
+        the model returned them."""
+        n = self.query.shape[2] if last is None else min(last, self.query.shape[2])
+        if n not in self._probs:
+            w = getattr(self, "weights", None)
+            mask = self._mask(n)
+            if w is not None and w.shape[-1] == self.keys.shape[2]:
+                p = w[:, :, -n:].float() * mask
+            else:
+                k = _repeat_heads(self.keys, self.groups)
+                s = torch.matmul(self.query[:, :, -n:].float(), k.transpose(2, 3).float()) * self.scaling
+                p = torch.softmax(s.masked_fill(~mask, torch.finfo(s.dtype).min), dim=-1)
+                if not self.all_queries_valid:
+                    p = p * self.qvalid[:, None, -n:, None]
+            self._probs[n] = p
+        return self._probs[n]
+
+    def iter_probs(self, chunk: int = 128) -> Iterator[tuple[slice, torch.Tensor]]:
+        """Probabilities of all queries of this forward, ``chunk`` queries at a time (never
+        the full (q x K) matrix at once): yields ``(query slice, (B, H, c, K))``."""
+        q = self.query.shape[2]
+        if q <= chunk:
+            yield slice(0, q), self.probs()
+            return
+        k = _repeat_heads(self.keys, self.groups).float()
+        pos = _repeat_heads(self.pos, self.groups)[:, :, None, :]
+        valid = _repeat_heads(self.valid, self.groups)[:, :, None, :]
+        for s in range(0, q, chunk):
+            sl = slice(s, min(q, s + chunk))
+            logits = torch.matmul(self.query[:, :, sl].float(), k.transpose(2, 3)) * self.scaling
+            m = valid & (pos <= self.qpos[:, None, sl, None]) & self.qvalid[:, None, sl, None]
+            yield sl, torch.softmax(logits.masked_fill(~m, float("-inf")), dim=-1).nan_to_num(0.0)
+
+    def column_sums(self, chunk: int = 128) -> torch.Tensor:
+        """Attention each held slot received, summed over all queries of this forward: (B, H, K)."""
+        out = self.keys.new_zeros((self.keys.shape[0], self.query.shape[1], self.keys.shape[2]), dtype=torch.float32)
+        for _, p in self.iter_probs(chunk):
+            out += p.sum(2)
+        return out
+
+    def per_kv_head(self, x: torch.Tensor, reduce: str = "mean") -> torch.Tensor:
+        """(B, H, ...) per query head -> (B, Hkv, ...) by ``reduce`` over each kv head's group."""
+        if self.groups == 1:
+            return x
+        x = x.view(x.shape[0], -1, self.groups, *x.shape[2:])
+        return getattr(x, reduce)(2) if reduce != "max" else x.amax(2)
+
+
+# --------------------------------------------------------------------------- the base class
+
+
+@dataclass(kw_only=True, eq=False)
+class KVPolicy:
+    """Base of every KV-cache policy: a ``@dataclass(kw_only=True, eq=False)`` whose fields are
+    its options, implementing ``score``. ``budget`` is a fraction in (0, 1] of the real tokens
+    seen so far, or a token count >= 1 (an int)."""
+
+    kind: ClassVar[str] = "kv_policy"
+    phase: ClassVar[str] = "both"  # when the base compresses: "prefill", "decode", "both", "never"
+    evicts: ClassVar[bool] = True  # False: sparse attention on the top-cap tokens, nothing dropped
+    token_state: ClassVar[dict[str, float]] = {}  # per-token state: name -> value for new tokens
+
+    budget: float | int = 0.5
+
+    def __post_init__(self) -> None:
+        if isinstance(self.budget, bool) or not isinstance(self.budget, (int, float)):
+            raise TypeError(f"budget must be a fraction in (0, 1] or a token count >= 1, got {self.budget!r}")
+        if isinstance(self.budget, int):
+            check_int("budget", self.budget, min=1)
+        else:
+            check_float("budget", self.budget, min=0.0, max=1.0, min_open=True)
+        check_choice("phase", self.phase, ("prefill", "decode", "both", "never"))
+        self.validate()
+        self._model = None
+        self._handles: list = []
+        self._forward_id = 0
+        self._pending_mask: torch.Tensor | None = None
+        self.record_recall = False  # sparse policies: measure attention recall (bench diagnostics)
+        self.last_selection: dict[int, torch.Tensor] = {}
+        self.reset_stats()
+
+    # ---- hooks for subclasses
+    def validate(self) -> None:
+        """Check option fields (raise naming the field)."""
+
+    @abstractmethod
+    def score(self, view: LayerView) -> torch.Tensor | None:
+        """Per held token scores (B, Hkv, K) (sparse policies may return (B, H, K)), or None."""
+
+    def on_attach(self, model, num_layers: int) -> None:
+        """Check options that depend on the model (e.g. layer indices); no-op by default."""
+
+    def compress_every(self) -> int:
+        """Decode steps between compressions (1: every step; >1: lagged eviction)."""
+        return 1
+
+    def check_window(self, name: str, window: int) -> None:
+        """For a count budget, a protected window must fit in it (clear error otherwise)."""
+        if isinstance(self.budget, int) and window > self.budget:
+            raise ValueError(
+                f"{name}={window} is larger than the budget ({self.budget} tokens); lower {name} or raise budget"
+            )
+
+    # ---- instrumentation
+    def reset_stats(self) -> None:
+        """Zero the counters in ``self.stats`` (policy seconds, calls, evictions, recall)."""
+        self.stats: dict[str, float] = {"policy_seconds": 0.0, "calls": 0, "compressions": 0, "recall_sum": 0.0, "recall_n": 0}
+
+    # ---- attaching
+    def __call__(self, model):
+        """``with policy(model): model.generate(...)``: attached inside the block only."""
+        return self._context(model)
+
+    @contextlib.contextmanager
+    def _context(self, model):
+        self.attach(model)
+        try:
+            yield model
+        finally:
+            self.detach()
+
+    def attach(self, model) -> KVPolicy:
+        """Route ``model``'s attention through this policy (until ``detach``). Returns self."""
+        if getattr(model, _POLICY_ATTR, None) is not None:
+            raise ValueError("model already has a KV policy attached; call detach() on it first")
+        decoder, attns = _check_model(model)
+        if self._model is not None:
+            raise ValueError("this policy is already attached to a model; detach() it first")
+        _register_interfaces()
+        config = model.config
+        orig = config._attn_implementation
+        setattr(config, _ORIG_ATTR, orig)
+        config._attn_implementation = ATTN_IMPLEMENTATION
+        self._num_layers = len(attns)
+        self.on_attach(model, len(attns))
+        self._handles = [decoder.register_forward_pre_hook(self._on_forward, with_kwargs=True)]
+        for a in attns:
+            setattr(a, _POLICY_ATTR, self)
+            self._handles.append(a.register_forward_pre_hook(_on_attention, with_kwargs=True))
+        setattr(model, _POLICY_ATTR, self)
+        self._model = model
+        self._orig_impl = orig
+        return self
+
+    def detach(self) -> None:
+        """Restore the model as it was before ``attach``."""
+        model = self._model
+        if model is None:
+            return
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+        _, attns = _check_model(model, check_impl=False)
+        for a in attns:
+            for attr in (_POLICY_ATTR, "_tokenworks_kv_cache"):
+                if hasattr(a, attr):
+                    delattr(a, attr)
+        model.config._attn_implementation = self._orig_impl
+        delattr(model, _POLICY_ATTR)
+        self._model = None
+
+    # ---- per forward: the padding mask and, for manual calls, true cache positions
+    def _on_forward(self, module, args, kwargs):
+        self._forward_id += 1
+        mask = kwargs.get("attention_mask")
+        self._pending_mask = mask if isinstance(mask, torch.Tensor) and mask.ndim == 2 else None
+        cache = kwargs.get("past_key_values")
+        st = getattr(cache, _STATE_ATTR, None) if cache is not None else None
+        if st is not None and kwargs.get("cache_position") is None:
+            ids = kwargs.get("input_ids") if kwargs.get("input_ids") is not None else kwargs.get("inputs_embeds")
+            if ids is None and args:
+                ids = args[0]
+            q = ids.shape[1]
+            kwargs["cache_position"] = torch.arange(st.seen, st.seen + q, device=ids.device)
+            if kwargs.get("position_ids") is None:
+                kwargs["position_ids"] = kwargs["cache_position"][None]
+            return args, kwargs
+        return None
+
+    # ---- the attention call
+    def _attend(self, module, orig_fn, query, key, value, attention_mask, kwargs) -> tuple[torch.Tensor, Any]:
+        cache = getattr(module, "_tokenworks_kv_cache", None)
+        scaling = kwargs.get("scaling")
+        if cache is None:  # no cache (e.g. a training forward): nothing to manage
+            return orig_fn(module, query, key, value, attention_mask, **kwargs)
+        t0 = time.perf_counter()
+        layer_idx = module.layer_idx
+        layer = cache.layers[layer_idx]
+        _check_layer(layer)
+        cs = self._cache_state(cache, query)
+        ls = self._layer_state(cs, layer_idx, key, query.shape[2])
+        B, Hkv, K, _ = key.shape
+        groups = query.shape[1] // Hkv
+        cap = cs.cap
+        # nothing can be evicted while the layer holds no more slots than the smallest row's cap
+        compress = self.evicts and self.phase != "never" and self._compress_now(cs) and K > cs.cap_min
+        view = LayerView(
+            layer=layer_idx, num_layers=self._num_layers, step=cs.step, prefill=cs.step == 0, compress=compress,
+            query=query, keys=key, values=value, pos=ls.pos, valid=ls.valid, qpos=cs.qpos, qvalid=cs.qvalid,
+            state=ls.state, cap=cap, count=cs.count, groups=groups, scaling=scaling if scaling is not None else module.scaling,
+            shared=cs.shared, weights=None, all_queries_valid=cs.all_valid,
+        )  # fmt: skip
+        self.stats["calls"] += 1
+        if not self.evicts:
+            scores = self.score(view)
+            selection = self._select(view, scores) if scores is not None else None
+            self.stats["policy_seconds"] += time.perf_counter() - t0
+            if selection is None or selection[2]:  # full attention (or the budget covers every token)
+                mask = self._mask_for(ls, cs, attention_mask, key, groups, query, view)
+                return orig_fn(module, query, key, value, mask, **kwargs)
+            return self._sparse_attention(view, selection[0], selection[1], layer_idx)
+        mask = self._mask_for(ls, cs, attention_mask, key, groups, query, view)
+        t_mid = time.perf_counter()
+        out, w = orig_fn(module, query, key, value, mask, **kwargs)
+        t_after = time.perf_counter()
+        view.weights = w
+        scores = self.score(view)
+        if compress and scores is not None:
+            self._compress(layer, ls, view, scores, cap)
+        self.stats["policy_seconds"] += (t_mid - t0) + (time.perf_counter() - t_after)
+        return out, w
+
+    # ---- state handling
+    def _cache_state(self, cache, query) -> _CacheState:
+        st = getattr(cache, _STATE_ATTR, None)
+        q = query.shape[2]
+        B = query.shape[0]
+        if st is None:
+            st = _CacheState(count=torch.zeros(B, dtype=torch.long, device=query.device))
+            setattr(cache, _STATE_ATTR, st)
+        if st.forward_id != self._forward_id:  # first layer of a new forward
+            st.forward_id = self._forward_id
+            st.step += 1
+            if st.count.shape[0] != B:
+                raise RuntimeError(
+                    f"the cache holds {st.count.shape[0]} rows but the input has {B}: beam search and other cache "
+                    "reordering are not supported with a KV policy (use greedy or sampling)"
+                )
+            mask = self._pending_mask
+            if mask is not None:
+                if mask.shape[0] != B or mask.shape[1] < q:
+                    raise ValueError(f"attention_mask must have shape (batch, >= {q}), got {tuple(mask.shape)}")
+                qvalid = mask[:, -q:].to(device=query.device, dtype=torch.bool)
+            else:
+                qvalid = torch.ones(B, q, dtype=torch.bool, device=query.device)
+            st.qvalid = qvalid
+            st.qpos = torch.where(qvalid, st.count[:, None] + qvalid.long().cumsum(1) - 1, torch.full_like(st.count[:, None], -1))
+            st.count = st.count + qvalid.long().sum(1)
+            st.all_valid = bool(qvalid.all())
+            st.cap = self._cap(st)
+            st.cap_min = int(st.cap.min())
+            st.seen += q
+            if st.step == 0 and self.phase == "prefill" and isinstance(self.budget, int):
+                short = int(st.count.min())
+                if self.budget > short:
+                    raise ValueError(
+                        f"budget={self.budget} tokens is larger than the context ({short} tokens in the shortest row); "
+                        f"{type(self).__name__} compresses the prompt only, so use a smaller count or a fraction"
+                    )
+            self.last_selection = {}
+            st.shared.pop("_topk_memo", None)
+        return st
+
+    def _layer_state(self, cs: _CacheState, layer_idx: int, key: torch.Tensor, q: int) -> _LayerState:
+        B, Hkv, K, _ = key.shape
+        ls = cs.layers.get(layer_idx)
+        new_pos = cs.qpos[:, None, :].expand(B, Hkv, q)
+        new_valid = cs.qvalid[:, None, :].expand(B, Hkv, q)
+        new_state = {n: torch.full((B, Hkv, q), v, dtype=torch.float32, device=key.device) for n, v in self.token_state.items()}
+        if ls is None:
+            ls = _LayerState(pos=new_pos.clone(), valid=new_valid.clone(), state=new_state)
+            cs.layers[layer_idx] = ls
+        else:
+            ls.pos = torch.cat([ls.pos, new_pos], dim=2)
+            ls.valid = torch.cat([ls.valid, new_valid], dim=2)
+            ls.state = {n: torch.cat([ls.state[n], new_state[n]], dim=2) for n in self.token_state}
+        if ls.pos.shape[2] != K:
+            raise RuntimeError(
+                f"layer {layer_idx}: the cache holds {K} tokens but the policy tracked {ls.pos.shape[2]}; the cache "
+                "was changed outside the policy (crop, beam search, or a cache reused after detach)"
+            )
+        return ls
+
+    def _cap(self, cs: _CacheState) -> torch.Tensor:
+        if isinstance(self.budget, int):
+            return cs.count.clamp(max=self.budget)
+        return torch.ceil(cs.count.double() * self.budget).long().clamp(min=1)
+
+    def _compress_now(self, cs: _CacheState) -> bool:
+        if cs.step == 0:
+            return self.phase in ("prefill", "both")
+        return self.phase in ("decode", "both") and cs.step % self.compress_every() == 0
+
+    def _mask_for(self, ls: _LayerState, cs: _CacheState, hf_mask, key, groups: int, query, view: LayerView):
+        """The model's own mask while the layer is uncompressed, else one built from positions."""
+        if not ls.compressed and (hf_mask is None or hf_mask.shape[-1] == key.shape[2]):
+            return hf_mask
+        pos = _repeat_heads(ls.pos, groups)[:, :, None, :]
+        valid = _repeat_heads(ls.valid, groups)[:, :, None, :]
+        allowed = valid & (pos <= cs.qpos[:, None, :, None])
+        view.allowed = allowed
+        if not cs.all_valid:  # a padding query row must not be all-masked (NaN in softmax)
+            allowed = allowed | ~cs.qvalid[:, None, :, None]
+        if self._orig_impl == "eager":
+            m = torch.zeros(allowed.shape, dtype=query.dtype, device=query.device)
+            return m.masked_fill(~allowed, torch.finfo(query.dtype).min)
+        return allowed
+
+    def _order(self, view: LayerView, scores: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Held slots by descending score (padding last), ties by position; and the per-row caps
+        raised to the number of +inf (protected) slots."""
+        s = scores.float().masked_fill(~valid, float("-inf"))
+        order = torch.sort(s, dim=-1, descending=True, stable=True).indices
+        protected = (s == float("inf")).sum(-1)  # (B, h)
+        cap = torch.maximum(view.cap[:, None].expand_as(protected), protected)
+        return order, cap
+
+    def _compress(self, layer, ls: _LayerState, view: LayerView, scores: torch.Tensor, cap: torch.Tensor) -> None:
+        B, Hkv, K, D = view.keys.shape
+        if scores.shape != (B, Hkv, K):
+            raise RuntimeError(f"{type(self).__name__}.score must return shape {(B, Hkv, K)}, got {tuple(scores.shape)}")
+        order, caps = self._order(view, scores, ls.valid)  # caps (B, Hkv)
+        n_valid = ls.valid.sum(-1)
+        if bool((n_valid <= caps).all()):
+            return  # nothing to evict (padding stays until real tokens must go)
+        keep_n = int(torch.minimum(caps, n_valid).max())
+        keep_n = max(keep_n, 1)
+        idx = order[..., :keep_n]  # (B, Hkv, k) best first
+        rank_ok = torch.arange(keep_n, device=idx.device)[None, None, :] < caps[..., None]
+        keep_valid = ls.valid.gather(2, idx) & rank_ok
+        idx, perm = torch.sort(idx, dim=-1)  # back to position order
+        keep_valid = keep_valid.gather(2, perm)
+        gidx = idx[..., None].expand(-1, -1, -1, D)
+        layer.keys = view.keys.gather(2, gidx)
+        layer.values = view.values.gather(2, gidx)
+        ls.pos = torch.where(keep_valid, ls.pos.gather(2, idx), torch.full_like(idx, -1))
+        ls.valid = keep_valid
+        ls.state = {n: t.gather(2, idx) for n, t in view.state.items()}
+        ls.compressed = True
+        self.stats["compressions"] += 1
+
+    def _select(self, view: LayerView, scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool]:
+        """Top-cap held slots per query head: (idx (B, H, k), selected-and-valid (B, H, k), all
+        valid slots selected?). Memoized on the scores tensor (shared by layers that reuse it)."""
+        B, Hkv, K, D = view.keys.shape
+        H = view.query.shape[1]
+        if scores.shape == (B, Hkv, K):
+            scores = _repeat_heads(scores, view.groups)
+        if scores.shape != (B, H, K):
+            raise RuntimeError(f"{type(self).__name__}.score must return (B, H, K) or (B, Hkv, K), got {tuple(scores.shape)}")
+        memo = view.shared.get("_topk_memo")
+        if memo is not None and memo[0] is scores:
+            return memo[1], memo[2], memo[3]
+        valid = _repeat_heads(view.valid, view.groups)
+        order, caps = self._order(view, scores, valid)
+        n_valid = valid.sum(-1)
+        k = max(1, int(torch.minimum(caps, n_valid).max()))
+        idx = order[..., :k]
+        sel_valid = valid.gather(2, idx) & (torch.arange(k, device=idx.device)[None, None, :] < caps[..., None])
+        everything = bool((caps >= n_valid).all())
+        view.shared["_topk_memo"] = (scores, idx, sel_valid, everything)
+        return idx, sel_valid, everything
+
+    def _sparse_attention(self, view: LayerView, idx: torch.Tensor, sel_valid: torch.Tensor, layer_idx: int):
+        """Attention of the current queries restricted to the selected held slots per query head."""
+        D = view.keys.shape[-1]
+        self.last_selection[layer_idx] = idx
+        gidx = idx[..., None].expand(-1, -1, -1, D)
+        k_sel = _repeat_heads(view.keys, view.groups).gather(2, gidx)  # (B, H, k, D)
+        v_sel = _repeat_heads(view.values, view.groups).gather(2, gidx)
+        pos_sel = _repeat_heads(view.pos, view.groups).gather(2, idx)
+        allowed = sel_valid[:, :, None, :] & (pos_sel[:, :, None, :] <= view.qpos[:, None, :, None])
+        allowed = allowed | ~view.qvalid[:, None, :, None]
+        logits = torch.matmul(view.query, k_sel.transpose(2, 3)) * view.scaling
+        logits = logits.masked_fill(~allowed, torch.finfo(logits.dtype).min)
+        w = torch.softmax(logits.float(), dim=-1).to(view.query.dtype)
+        out = torch.matmul(w, v_sel).transpose(1, 2).contiguous()  # (B, q, H, D) as HF expects
+        if self.record_recall:
+            full = view.probs(last=view.query.shape[2])  # (B, H, q, K)
+            got = full.gather(3, idx[:, :, None, :].expand(-1, -1, full.shape[2], -1)).sum(-1)  # (B, H, q)
+            m = view.qvalid[:, None, :].expand_as(got)
+            self.stats["recall_sum"] += float(got[m].sum())
+            self.stats["recall_n"] += int(m.sum())
+        return out, None
+
+    def extra_repr(self) -> str:  # pragma: no cover - cosmetic
+        return ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__dataclass_fields__)
+
+
+# --------------------------------------------------------------------------- model plumbing
+
+
+def _decoder_and_attentions(model):
+    base = getattr(model, "model", None)
+    if base is not None and hasattr(base, "language_model") and not hasattr(base, "layers"):
+        base = base.language_model
+    layers = getattr(base, "layers", None)
+    if base is None or layers is None:
+        return None, None
+    attns = [getattr(layer, "self_attn", None) for layer in layers]
+    if not attns or any(a is None or not hasattr(a, "layer_idx") for a in attns):
+        return None, None
+    return base, attns
+
+
+def _check_model(model, check_impl: bool = True):
+    from transformers import PreTrainedModel
+
+    name = type(model).__name__
+    if not isinstance(model, PreTrainedModel):
+        raise TypeError(f"model must be a Hugging Face PreTrainedModel (a decoder-only causal LM), got {name}")
+    if getattr(model.config, "is_encoder_decoder", False):
+        raise TypeError(f"model must be a decoder-only causal LM; {name} is an encoder-decoder model")
+    decoder, attns = _decoder_and_attentions(model)
+    if decoder is None:
+        raise TypeError(
+            f"model {name} is not supported: expected a decoder-only HF model with model.model.layers[i].self_attn "
+            "(Llama, Qwen2, Mistral, ... families)"
+        )
+    if check_impl:
+        impl = model.config._attn_implementation
+        if impl not in _SUPPORTED_IMPL:
+            raise ValueError(
+                f"model's attn_implementation must be one of {_SUPPORTED_IMPL} for a KV policy, got {impl!r}; "
+                "call model.set_attn_implementation('sdpa') first"
+            )
+        if getattr(model.config, "sliding_window", None) and getattr(model.config, "use_sliding_window", True) and model.config.model_type != "llama":
+            layer_types = getattr(model.config, "layer_types", None) or []
+            if any("sliding" in str(t) for t in layer_types) or model.config.model_type == "mistral":
+                raise TypeError(
+                    f"model {name} uses sliding-window attention (config.sliding_window={model.config.sliding_window}); "
+                    "KV policies manage full-attention caches only: set config.sliding_window=None"
+                )
+    return decoder, attns
+
+
+def _check_layer(layer) -> None:
+    from transformers.cache_utils import DynamicLayer
+
+    if type(layer) is not DynamicLayer:
+        raise TypeError(
+            f"KV policies need a DynamicCache (full attention layers); the cache layer is {type(layer).__name__} "
+            "(static, sliding-window, offloaded and quantized caches are not supported)"
+        )
+
+
+def _on_attention(module, args, kwargs):
+    module._tokenworks_kv_cache = kwargs.get("past_key_values")
+    return None
+
+
+def _attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
+    """The attention function registered as ``tokenworks_kv``: dispatches to the policy."""
+    kwargs = {**kwargs, "dropout": dropout, "scaling": scaling}
+    policy = getattr(module, _POLICY_ATTR, None)
+    orig = _original_function(module, policy._orig_impl if policy is not None else "sdpa")
+    if policy is None:
+        return orig(module, query, key, value, attention_mask, **kwargs)
+    return policy._attend(module, orig, query, key, value, attention_mask, kwargs)
+
+
+def _original_function(module, impl: str):
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    if impl == "eager":
+        fn = getattr(sys.modules[type(module).__module__], "eager_attention_forward", None)
+        if fn is None:
+            raise TypeError(f"{type(module).__name__} has no eager_attention_forward; use attn_implementation='sdpa'")
+        return fn
+    return ALL_ATTENTION_FUNCTIONS[impl]
+
+
+def _mask(**kwargs):
+    """Mask function registered as ``tokenworks_kv``: the original implementation's mask."""
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
+
+    config = kwargs["config"]
+    return ALL_MASK_ATTENTION_FUNCTIONS[getattr(config, _ORIG_ATTR, "sdpa")](**kwargs)
+
+
+_REGISTERED = False
+
+
+def _register_interfaces() -> None:
+    global _REGISTERED
+    if _REGISTERED:
+        return
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface
+
+    AttentionInterface.register(ATTN_IMPLEMENTATION, _attention)
+    AttentionMaskInterface.register(ATTN_IMPLEMENTATION, _mask)
+    _REGISTERED = True
+
+
+def budget_tokens(budget: float | int, context: int) -> int:
+    """Tokens a budget allows for a context of ``context`` real tokens."""
+    if isinstance(budget, int):
+        return min(budget, context)
+    return max(1, math.ceil(context * budget))

@@ -1,0 +1,69 @@
+"""TXT: tokenizers trained here and moving a trained LM onto a new tokenizer.
+
+- Recipes on Hugging Face ``tokenizers`` (``kind="text_tokenizer"``): ``byte_bpe`` (baseline
+  general BPE), ``kl3m_domain_bpe`` and ``kl3m_char_bpe`` (P55 KL3M).
+- Metrics for any tokenizer on any corpus: bytes per token, fertility, vocabulary use,
+  boundary stability under OCR-like noise (``tokenworks.text.metrics``).
+"""
+
+from tokenworks.text.byte_bpe import ByteBPE
+from tokenworks.text.corpus import check_texts, read_text_folder
+from tokenworks.text.dynamic_bpe import DynamicBPE
+from tokenworks.text.kl3m_char import KL3MCharBPE
+from tokenworks.text.kl3m_domain import KL3MDomainBPE, legal_fixed_tokens
+from tokenworks.text.metrics import (
+    NoisyText,
+    boundary_changes,
+    boundary_stability,
+    bytes_per_token,
+    evaluate_tokenizer,
+    fertility,
+    ocr_noise,
+    text_stats,
+    token_boundaries,
+    vocab_use,
+)
+from tokenworks.text.hypernet import HypernetConfig, ZettHypernetwork
+from tokenworks.text.mean_init import MeanInit
+from tokenworks.text.merging import MergedBatch, TokenMerger
+from tokenworks.text.random_init import RandomInit
+from tokenworks.text.recipe import Engine, TokenizerRecipe, load_tokenizer
+from tokenworks.text.transfer import EmbeddingTransfer, decompose
+from tokenworks.text.vocab import token_bytes
+from tokenworks.text.zett import HypernetTrainConfig, ZeTT, reference_hypernet, train_hypernet
+
+__all__ = [
+    "ByteBPE",
+    "DynamicBPE",
+    "EmbeddingTransfer",
+    "Engine",
+    "HypernetConfig",
+    "HypernetTrainConfig",
+    "KL3MCharBPE",
+    "KL3MDomainBPE",
+    "MeanInit",
+    "MergedBatch",
+    "NoisyText",
+    "RandomInit",
+    "TokenMerger",
+    "TokenizerRecipe",
+    "ZeTT",
+    "ZettHypernetwork",
+    "boundary_changes",
+    "boundary_stability",
+    "bytes_per_token",
+    "check_texts",
+    "decompose",
+    "evaluate_tokenizer",
+    "fertility",
+    "legal_fixed_tokens",
+    "load_tokenizer",
+    "ocr_noise",
+    "read_text_folder",
+    "reference_hypernet",
+    "text_stats",
+    "token_boundaries",
+    "token_bytes",
+    "train_hypernet",
+    "vocab_use",
+]

@@ -1,0 +1,1 @@
+from kv_models import llama, mistral, qwen2  # noqa: F401  (fixtures)
