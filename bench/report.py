@@ -78,7 +78,8 @@ def make_report(results_path: str | Path, out_dir: str | Path | None = None) -> 
             parts += [mod.DESCRIPTION.strip(), ""]
         parts += [
             f"{len(rows)} rows, {'quick' if m.get('quick') else 'full'} run, {m.get('seconds', '?')} s, "
-            f"created {m.get('created', '?')}.",
+            f"created {m.get('created', '?')}."
+            + (" Reused by a later run whose inputs were unchanged (`--fresh` measures again)." if m.get("reused_from") else ""),
             "",
         ]
         if mod is not None and hasattr(mod, "summary"):

@@ -40,6 +40,48 @@ def test_results_merge_by_suite_and_report_is_regenerated(tmp_path, monkeypatch)
     assert "not FID" in report
 
 
+def test_unchanged_inputs_reuse_rows_and_changed_inputs_measure_again(tmp_path, tmp_cache):
+    """A warm re-run reuses a suite's rows only while its file (and the rest of its inputs) is
+    unchanged; --fresh always measures; the report says when rows were reused."""
+    import importlib.util
+
+    src = tmp_path / "counting_suite.py"
+    runs = tmp_path / "runs.txt"
+    body = (
+        "from pathlib import Path\n"
+        "NAME = 'counting'\n"
+        "def run(ctx):\n"
+        f"    p = Path({str(runs)!r}); p.write_text(p.read_text() + 'x' if p.exists() else 'x')\n"
+        "    yield {'family': 'VIS', 'method': 'fsq', 'paper': None, 'params': {}, 'budget': {}, 'metrics': {'v': VALUE}}\n"
+    )
+
+    def load(value):
+        src.write_text(body.replace("VALUE", str(value)))
+        spec = importlib.util.spec_from_file_location(f"counting_suite_{value}", src)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
+
+    out = tmp_path / "out"
+
+    def measured(mod, **kw):
+        run_suites({"counting": mod}, Context(out_dir=out, quick=True, **kw))
+        res = json.loads((out / "results.json").read_text())
+        return len(runs.read_text()), res["rows"][0]["metrics"]["v"], res["suites"]["counting"]
+
+    assert measured(load(1))[:2] == (1, 1)
+    n, v, meta = measured(load(1))  # same inputs: reused, not run
+    assert (n, v) == (1, 1) and meta["reused_from"] == meta["created"]
+    assert measured(load(2))[:2] == (2, 2)  # the suite's code changed: measured again
+    n, v, meta = measured(load(2), fresh=True)
+    assert (n, v) == (3, 2) and "reused_from" not in meta
+    run_suites({"counting": load(2)}, Context(out_dir=out, quick=False))
+    assert len(runs.read_text()) == 4
+    run_suites({"counting": load(2)}, Context(out_dir=out, quick=True))
+    assert len(runs.read_text()) == 4  # the quick run's rows are still cached
+    assert "Reused by a later run" in make_report(out / "results.json").read_text()
+
+
 def test_rows_missing_fields_are_rejected(tmp_path):
     class Bad:
         def run(self, ctx):

@@ -101,8 +101,12 @@ def bench(
     quick: Annotated[bool, typer.Option("--quick", help="The small variant of each suite (used by `make bench`)")] = False,
     bench_dir: Annotated[Optional[Path], typer.Option(help="Folder holding bench/ (default: found from here)")] = None,
     list_suites: Annotated[bool, typer.Option("--list", help="List the suites and exit")] = False,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Measure again even when a suite's inputs (code, assets, libraries, machine) are unchanged since a cached run")] = False,
 ) -> None:
-    """Run benchmark suites and write results.json + report.md + plots."""
+    """Run benchmark suites and write results.json + report.md + plots.
+
+    A suite whose inputs are unchanged since a run on this machine reuses that run's rows (the
+    report says so); --fresh measures again."""
     import torch
 
     bench_root(bench_dir)
@@ -122,7 +126,7 @@ def bench(
     unknown = [n for n in names if n not in registry.SUITE_MODULES]
     if unknown:
         fail(f"unknown suite(s) {unknown}; known: {', '.join(registry.SUITE_MODULES)}")
-    ctx = Context(device=device, quick=quick, out_dir=out)
+    ctx = Context(device=device, quick=quick, out_dir=out, fresh=fresh)
     run_suites({n: registry.load(n) for n in names}, ctx)
     path = make_report(out / "results.json")
     console.print(f"results: {out / 'results.json'}\nreport:  {path}")
