@@ -393,7 +393,9 @@ def headline(method: str, rows: list[dict]) -> str | None:
     for task in ("retrieval", "recurrence"):
         r = next((r for r in rows if r["budget"]["task"] == task and r["budget"]["fraction"] in (0.25, 1.0)), None)
         if r is not None:
-            parts.append(f"{task} acc {r['metrics']['accuracy']:.2f} @ {int(r['budget']['fraction'] * 100)}% budget")
+            held = r["metrics"].get("kv_ratio")
+            over = f" (holds {held:.0%} of the KV)" if held is not None and held > r["budget"]["fraction"] + 0.02 else ""
+            parts.append(f"{task} acc {r['metrics']['accuracy']:.2f} @ {int(r['budget']['fraction'] * 100)}% budget{over}")
     return "; ".join(parts) or None
 
 
