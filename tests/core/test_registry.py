@@ -64,3 +64,18 @@ def test_methods_filters_and_rejects_unknown_family():
     assert all(m.kind == "quantizer" for m in tw.methods(kind="quantizer"))
     with pytest.raises(ValueError, match="family must be one of"):
         tw.methods(family="XYZ")
+
+
+def test_every_kind_of_method_has_a_registry_wide_contract_test():
+    """`make test` exercises every registered method: each interface (kind) has a test module that
+    parametrizes over ``tw.methods(kind=...)``, so a new method is tested the day it registers,
+    and a new kind fails here until it has such a module."""
+    from pathlib import Path
+
+    tests = Path(__file__).resolve().parents[1]
+    sources = {p: p.read_text(encoding="utf-8") for p in tests.rglob("*.py")}
+    for kind in sorted({m.kind for m in tw.methods()}):
+        needle = f'methods(kind="{kind}")'
+        assert any(needle in text for p, text in sources.items() if p.name != Path(__file__).name), (
+            f"no test module parametrizes over tw.{needle}"
+        )
