@@ -1,4 +1,4 @@
-"""``tokenworks train kv-task-model`` and ``tokenworks kv-probe``: the KV-cache family's commands."""
+"""``tokenworks train kv-task-model`` and ``tokenworks kv generate``: the KV-cache family's commands."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from tokenworks.cli.main import app, console, fail, train_app
+from tokenworks.cli.main import app, console, fail, parse_options, train_app
+
+kv_app = typer.Typer(help="KV-cache policies on a Hugging Face decoder: try one on your own model.", no_args_is_help=True)
+app.add_typer(kv_app, name="kv")
 
 
 @train_app.command("kv-task-model")
@@ -34,3 +37,77 @@ def train_kv_task_model(
     except (TypeError, ValueError) as e:
         fail(str(e))
     console.print(f"saved to {target}: retrieval probe {info['retrieval_probe']}, {info['params']} parameters")
+
+
+@kv_app.command("generate")
+def kv_generate(
+    model: Annotated[str, typer.Argument(help="A local Hugging Face causal-LM folder, or 'task-model' (the benchmark's)")],
+    policy: Annotated[str, typer.Option(help="A registered KV policy (tokenworks list --kind kv_policy)")] = "lazy_eviction",
+    budget: Annotated[float, typer.Option(help="Fraction of the context (0 < b <= 1) or, if >= 1 and whole, a token count")] = 0.25,
+    prompt: Annotated[Optional[str], typer.Option(help="The prompt text")] = None,
+    prompt_file: Annotated[Optional[Path], typer.Option(help="Read the prompt from this UTF-8 file")] = None,
+    max_new_tokens: Annotated[int, typer.Option(min=1)] = 64,
+    option: Annotated[Optional[list[str]], typer.Option(help="Policy option key=value (JSON value), repeatable; e.g. window=16")] = None,
+    device: Annotated[str, typer.Option()] = "cpu",
+) -> None:
+    """Greedy-generate from PROMPT with and without the policy; print both texts, the length of
+    their common prefix and the KV bytes each cache holds at the end."""
+    import torch
+
+    import tokenworks as tw
+    from tokenworks.kvcache import kv_bytes
+
+    names = [m.name for m in tw.methods(kind="kv_policy")]
+    if policy not in names:
+        fail(f"--policy must be one of {names}, got {policy!r}")
+    if (prompt is None) == (prompt_file is None):
+        fail("give exactly one of --prompt or --prompt-file")
+    if prompt_file is not None:
+        try:
+            prompt = prompt_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            fail(f"--prompt-file {prompt_file}: cannot read it as UTF-8 text ({e})")
+    if not prompt.strip():
+        fail("the prompt is empty")
+    if model == "task-model":
+        from tokenworks.kvcache.task_model import task_model
+
+        lm, tok = task_model(device=device, train_if_missing=False)
+    else:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if not Path(model).is_dir():
+            fail(f"MODEL must be a local model folder or 'task-model', got {model!r} (nothing is downloaded)")
+        from tokenworks.models.lm import quiet_loading
+
+        try:
+            tok = AutoTokenizer.from_pretrained(model, local_files_only=True)
+            with quiet_loading():
+                lm = AutoModelForCausalLM.from_pretrained(model, local_files_only=True).to(device).eval()
+        except (OSError, ValueError) as e:
+            fail(f"cannot load a causal LM from {model}: {e}")
+    b: float | int = int(budget) if budget >= 1 and float(budget).is_integer() and budget != 1 else budget
+    try:
+        pol = tw.create(policy, **({} if policy == "full" else {"budget": b}), **parse_options(option, "--option"))
+    except (TypeError, ValueError) as e:
+        fail(str(e))
+    inputs = tok(prompt, return_tensors="pt").to(device)
+    n = inputs["input_ids"].shape[1]
+    kw = dict(max_new_tokens=max_new_tokens, do_sample=False, return_dict_in_generate=True, pad_token_id=tok.pad_token_id)
+    with torch.no_grad():
+        ref = lm.generate(**inputs, **kw)
+        try:
+            with pol(lm):
+                out = lm.generate(**inputs, **kw)
+        except ValueError as e:
+            fail(str(e))
+    a, c = ref.sequences[0, n:], out.sequences[0, n:]
+    k = min(a.numel(), c.numel())
+    diff = (a[:k] != c[:k]).nonzero()
+    match = int(diff[0, 0]) if diff.numel() else k
+    console.rule(f"full cache: {kv_bytes(ref.past_key_values) / 1e6:.2f} MB of keys and values at the end")
+    console.print(tok.decode(a, skip_special_tokens=True), markup=False, highlight=False)
+    console.rule(f"{policy} (budget {b}): {kv_bytes(out.past_key_values) / 1e6:.2f} MB")
+    console.print(tok.decode(c, skip_special_tokens=True), markup=False, highlight=False)
+    console.rule()
+    console.print(f"prompt {n} tokens; the first {match} of {k} generated tokens agree with the full cache")

@@ -9,6 +9,7 @@ from it; all of them also accept any Hugging Face causal LM a user has locally.
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -184,19 +185,27 @@ def _next_token_loss(model, batch: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), batch[:, 1:].flatten())
 
 
+@contextmanager
+def quiet_loading():
+    """Hide transformers' per-tensor "Loading weights" bar (noise for a model of a few tensors)."""
+    from transformers.utils import logging as hf_logging
+
+    shown = hf_logging.is_progress_bar_enabled()
+    if shown:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
+
+
 @lru_cache(maxsize=2)
 def _load(path: str):
     from transformers import AutoTokenizer, LlamaForCausalLM
-    from transformers.utils import logging as hf_logging
 
-    quiet = hf_logging.is_progress_bar_enabled()
-    if quiet:  # no per-tensor "Loading weights" bar for a 40-tensor model
-        hf_logging.disable_progress_bar()
-    try:
+    with quiet_loading():
         model = LlamaForCausalLM.from_pretrained(path, dtype=torch.float32)
-    finally:
-        if quiet:
-            hf_logging.enable_progress_bar()
     model.eval()
     return model, AutoTokenizer.from_pretrained(path)
 
