@@ -35,7 +35,7 @@ from tokenworks.checks import check_int
 from tokenworks.registry import register
 from tokenworks.vision.base import ImageTokenizer
 from tokenworks.vision.teacher import conv_trunk, feature_grid
-from tokenworks.vision.vit import LatentDecoder
+from tokenworks.vision.vit import LatentDecoder, check_vit_options
 
 __all__ = ["DiGIT"]
 
@@ -72,12 +72,7 @@ class DiGIT(ImageTokenizer):
         check_int("kmeans_samples", self.kmeans_samples, min=2)
         check_int("kmeans_iters", self.kmeans_iters, min=1)
         check_int("seed", self.seed, min=0)
-        check_int("patch_size", self.patch_size, min=1, max=self.image_size)
-        if self.image_size % self.patch_size:
-            raise ValueError(f"patch_size ({self.patch_size}) must divide image_size ({self.image_size})")
-        check_int("width", self.width, min=4)
-        check_int("depth", self.depth, min=1)
-        check_int("heads", self.heads, min=1)
+        check_vit_options(image_size=self.image_size, patch_size=self.patch_size, width=self.width, depth=self.depth, heads=self.heads)
 
     def build(self) -> None:
         from tokenworks.models import ImageClassifier

@@ -33,7 +33,7 @@ from torch import nn
 from tokenworks.checks import check_int
 from tokenworks.registry import register
 from tokenworks.vision.base import ImageTokenizer
-from tokenworks.vision.vit import LatentDecoder, PatchEmbed, Transformer, causal_mask
+from tokenworks.vision.vit import LatentDecoder, PatchEmbed, Transformer, causal_mask, check_vit_options
 
 __all__ = ["Hita"]
 
@@ -58,16 +58,9 @@ class Hita(ImageTokenizer):
 
     def validate(self) -> None:
         check_int("holistic_tokens", self.holistic_tokens, min=1, max=1024)
-        check_int("patch_size", self.patch_size, min=1, max=self.image_size)
-        if self.image_size % self.patch_size:
-            raise ValueError(f"patch_size ({self.patch_size}) must divide image_size ({self.image_size})")
+        check_vit_options(image_size=self.image_size, patch_size=self.patch_size, width=self.width, depth=self.depth, heads=self.heads)
         check_int("patch_grid", self.patch_grid, min=1, max=self.image_size // self.patch_size)
-        check_int("width", self.width, min=4)
-        check_int("depth", self.depth, min=1)
-        check_int("heads", self.heads, min=1)
         check_int("fusion_depth", self.fusion_depth, min=1)
-        if self.width % self.heads:
-            raise ValueError(f"heads ({self.heads}) must divide width ({self.width})")
 
     def build(self) -> None:
         common = {"image_size": self.image_size, "channels": self.channels, "patch": self.patch_size,

@@ -27,7 +27,7 @@ import torch
 from tokenworks.checks import check_int
 from tokenworks.registry import register
 from tokenworks.vision.base import ImageTokenizer
-from tokenworks.vision.vit import LatentDecoder, LatentEncoder
+from tokenworks.vision.vit import LatentDecoder, LatentEncoder, check_vit_options
 
 __all__ = ["TiTok"]
 
@@ -50,14 +50,7 @@ class TiTok(ImageTokenizer):
 
     def validate(self) -> None:
         check_int("num_latents", self.num_latents, min=1, max=1024)
-        check_int("patch_size", self.patch_size, min=1, max=self.image_size)
-        if self.image_size % self.patch_size:
-            raise ValueError(f"patch_size ({self.patch_size}) must divide image_size ({self.image_size})")
-        check_int("width", self.width, min=4)
-        check_int("depth", self.depth, min=1)
-        check_int("heads", self.heads, min=1)
-        if self.width % self.heads:
-            raise ValueError(f"heads ({self.heads}) must divide width ({self.width})")
+        check_vit_options(image_size=self.image_size, patch_size=self.patch_size, width=self.width, depth=self.depth, heads=self.heads)
 
     def vit_options(self) -> dict:
         return {"image_size": self.image_size, "channels": self.channels, "patch": self.patch_size,

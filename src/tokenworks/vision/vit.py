@@ -23,7 +23,21 @@ import torch
 from einops import rearrange
 from torch import nn
 
-__all__ = ["LatentDecoder", "LatentEncoder", "PatchEmbed", "PixelHead", "Transformer", "causal_mask"]
+__all__ = ["LatentDecoder", "LatentEncoder", "PatchEmbed", "PixelHead", "Transformer", "causal_mask", "check_vit_options"]
+
+
+def check_vit_options(*, image_size: int, patch_size: int, width: int, depth: int, heads: int) -> None:
+    """The checks every ViT-based tokenizer's options share, with messages naming the option."""
+    from tokenworks.checks import check_int
+
+    check_int("patch_size", patch_size, min=1, max=image_size)
+    if image_size % patch_size:
+        raise ValueError(f"patch_size ({patch_size}) must divide image_size ({image_size})")
+    check_int("width", width, min=4)
+    check_int("depth", depth, min=1)
+    check_int("heads", heads, min=1)
+    if width % heads:
+        raise ValueError(f"heads ({heads}) must divide width ({width})")
 
 
 def causal_mask(n: int, device=None) -> torch.Tensor:
