@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 
-from tokenworks.cli.main import app, bench_root, console, fail, parse_options
+from tokenworks.checks import ArgumentError
+from tokenworks.cli.main import MAX_STEPS, app, bench_root, console, device_option, fail, float_option, method_choice, name_option, out_option, overwrite_option, parse_options
+
+DATASETS = Literal["fashion-mnist", "mnist5k"]
 
 vision_app = typer.Typer(help="Image tokenizers: train, evaluate, list the benchmark's presets.", no_args_is_help=True)
 app.add_typer(vision_app, name="vision")
@@ -15,56 +18,55 @@ app.add_typer(vision_app, name="vision")
 
 @vision_app.command("train")
 def train_cmd(
-    method: Annotated[str, typer.Argument(help="A registered image tokenizer (tokenworks list --kind image_tokenizer)")],
-    name: Annotated[str, typer.Option(help="Name of the trained model (folder name under the cache or --out)")],
+    method: Annotated[str, typer.Argument(help="A registered image tokenizer", parser=method_choice("image_tokenizer", "METHOD"))],
+    name: Annotated[str, name_option("Name of the trained model (folder name under the cache or --out)")],
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Tokenizer option key=value (JSON values), repeatable")] = None,
-    steps: Annotated[int, typer.Option()] = 1000,
-    batch_size: Annotated[int, typer.Option()] = 64,
-    lr: Annotated[float, typer.Option()] = 2e-3,
-    warmup: Annotated[int, typer.Option()] = 50,
-    seed: Annotated[int, typer.Option()] = 0,
-    dataset: Annotated[str, typer.Option(help="fashion-mnist or mnist5k")] = "fashion-mnist",
-    out: Annotated[Optional[Path], typer.Option(help="Parent folder (e.g. assets/vision); default: the cache")] = None,
+    steps: Annotated[int, typer.Option(min=1, max=MAX_STEPS)] = 1000,
+    batch_size: Annotated[int, typer.Option(min=1, max=65_536)] = 64,
+    lr: Annotated[float, float_option(min=0.0, max=10.0)] = 2e-3,
+    warmup: Annotated[int, typer.Option(min=0, max=MAX_STEPS)] = 50,
+    seed: Annotated[int, typer.Option(help="Seeds the initialisation and the data order", min=0, max=2**31 - 1)] = 0,
+    dataset: Annotated[DATASETS, typer.Option(help="The image set")] = "fashion-mnist",
+    out: Annotated[Optional[Path], out_option("Parent folder (e.g. assets/vision); default: the cache", parent=True)] = None,
     fp32: Annotated[bool, typer.Option("--fp32", help="Save float32 weights (default float16)")] = False,
-    device: Annotated[str, typer.Option()] = "cpu",
+    device: Annotated[str, device_option()] = "cpu",
+    overwrite: Annotated[bool, overwrite_option()] = False,
 ) -> None:
     """Train a tokenizer (resumable) and save it with its recipe fingerprint."""
     import tokenworks as tw
-    from tokenworks.io import atomic_dir, cache_dir
+    from tokenworks.io import atomic_dir, cache_dir, prepare_output
     from tokenworks.vision.store import train_and_save
     from tokenworks.vision.train import TokenizerTrainConfig
 
     options = parse_options(set_, "--set")
+    config = TokenizerTrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup=min(warmup, steps), seed=seed, device=device)
     try:
-        info = tw.get(method)
-        if info.kind != "image_tokenizer":
-            fail(f"{method!r} is a {info.kind}, not an image tokenizer")
-        config = TokenizerTrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup=min(warmup, steps), seed=seed, device=device)
         tw.create(method, **options)  # validate the options before any training
-    except (KeyError, TypeError, ValueError) as e:
-        fail(str(e))
+    except TypeError as e:  # an unknown option name (ArgumentErrors name their field)
+        if isinstance(e, ArgumentError):
+            raise
+        fail(str(e), "--set")
     target = (out / name) if out is not None else cache_dir("models", "vision", name)
-    with atomic_dir(target) as tmp:
+    prepare_output(target, overwrite=overwrite, arg="--out" if out is not None else "--name")
+    with atomic_dir(target, overwrite=overwrite, arg="--out" if out is not None else "--name") as tmp:
         train_and_save(tmp, method, options, config, dataset=dataset, ckpt_dir=cache_dir("runs", "vision", name), half=not fp32)
     console.print(f"saved {method} to {target}")
 
 
 @vision_app.command("eval")
 def eval_cmd(
-    path: Annotated[Path, typer.Argument(help="A folder written by save_pretrained / vision train")],
-    dataset: Annotated[str, typer.Option()] = "fashion-mnist",
-    n: Annotated[int, typer.Option(help="Test images")] = 1000,
+    path: Annotated[Path, typer.Argument(help="A folder written by save_pretrained / vision train", exists=True, file_okay=False)],
+    dataset: Annotated[DATASETS, typer.Option(help="The image set")] = "fashion-mnist",
+    n: Annotated[int, typer.Option(help="Test images", min=1, max=10_000_000)] = 1000,
 ) -> None:
     """Reconstruction metrics of a saved tokenizer on the test split."""
     from tokenworks.data import load_images
-    from tokenworks.vision import ImageTokenizer, evaluate_tokenizer
+    from tokenworks.vision import evaluate_tokenizer
+    from tokenworks.vision.store import load_tokenizer_dir
 
-    try:
-        tok = ImageTokenizer.from_pretrained(path)
-        data = load_images(dataset, "test")
-        data = data.take(min(n, len(data)))
-    except (FileNotFoundError, ValueError, KeyError) as e:
-        fail(str(e))
+    tok = load_tokenizer_dir(path, arg="PATH")
+    data = load_images(dataset, "test")
+    data = data.take(min(n, len(data)))
     m = evaluate_tokenizer(tok, data)
     console.print({k: round(v, 4) if isinstance(v, float) else v for k, v in m.items()})
 
@@ -74,15 +76,19 @@ def _trained(path: Path, fingerprint: dict) -> Path | None:
     from tokenworks.io import load_json
 
     info = path / "tokenworks.json"
-    return path if info.is_file() and load_json(info).get("fingerprint") == fingerprint else None
+    try:
+        return path if info.is_file() and load_json(info, kind=dict).get("fingerprint") == fingerprint else None
+    except ValueError:
+        return None
 
 
 @vision_app.command("presets")
 def presets_cmd(
     train: Annotated[bool, typer.Option("--train", help="Train every preset that is not in the cache or --out yet")] = False,
-    out: Annotated[Path, typer.Option(help="Where --train writes (the committed assets live in assets/vision)")] = Path("assets/vision"),
+    out: Annotated[Path, out_option("Where --train writes (the committed assets live in assets/vision)", parent=True)] = Path("assets/vision"),
     only: Annotated[Optional[list[str]], typer.Option(help="Only these preset names")] = None,
-    bench_dir: Annotated[Optional[Path], typer.Option()] = None,
+    bench_dir: Annotated[Optional[Path], typer.Option(help="Folder holding bench/ (default: found from here)", exists=True, file_okay=False)] = None,
+    overwrite: Annotated[bool, overwrite_option()] = False,
 ) -> None:
     """The image-tokenizers suite's presets, each with the command that reproduces it; with
     --train, train the missing tokenizers and their token priors into --out (this is how
@@ -90,7 +96,7 @@ def presets_cmd(
     bench_root(bench_dir)
     from bench.suites.image_tokenizers import PRESETS, PRIOR, prior_data, preset_command
 
-    from tokenworks.io import atomic_dir, cache_dir
+    from tokenworks.io import atomic_dir, cache_dir, prepare_output
     from tokenworks.models.store import find_model
     from tokenworks.vision import ImageTokenizer
     from tokenworks.vision.store import prior_fingerprint, recipe, train_and_save, train_prior_and_save
@@ -98,7 +104,10 @@ def presets_cmd(
     names = only or list(PRESETS)
     unknown = [n for n in names if n not in PRESETS]
     if unknown:
-        fail(f"unknown preset(s) {unknown}; known: {', '.join(PRESETS)}")
+        fail(f"unknown preset(s) {unknown}; expected some of: {', '.join(PRESETS)}", "--only")
+    for name in names:  # checked with or without --train: a bad --out is refused either way
+        for sub in (name, f"{name}-prior"):
+            prepare_output(out / sub, overwrite=overwrite)
     for name in names:
         p = PRESETS[name]
         console.print(f"{name}: {preset_command(name)}")
@@ -107,7 +116,7 @@ def presets_cmd(
         fp = recipe(p.method, p.options, p.train)
         tok_path = _trained(out / name, fp) or find_model(f"vision/{name}", fp)
         if tok_path is None:
-            with atomic_dir(out / name) as tmp:
+            with atomic_dir(out / name, overwrite=overwrite) as tmp:
                 train_and_save(tmp, p.method, p.options, p.train, ckpt_dir=cache_dir("runs", "vision", name))
             tok_path = out / name
         # its token prior, trained on the ids of the saved (float16) tokenizer
@@ -115,5 +124,5 @@ def presets_cmd(
         prior_fp = prior_fingerprint(fp, data, PRIOR)
         if _trained(out / f"{name}-prior", prior_fp) is None and find_model(f"vision/{name}-prior", prior_fp) is None:
             tok = ImageTokenizer.from_pretrained(tok_path)
-            with atomic_dir(out / f"{name}-prior") as tmp:
+            with atomic_dir(out / f"{name}-prior", overwrite=overwrite) as tmp:
                 train_prior_and_save(tmp, name, tok, fp, data, PRIOR, ckpt_dir=cache_dir("runs", "vision", f"{name}-prior"))

@@ -7,7 +7,14 @@ cosine decay, shows a Rich progress bar, writes a checkpoint atomically every
 Reproducibility: the batch for step ``s`` comes from ``batch_fn(s, generator)`` with a
 generator seeded from ``(seed, s)``, and the global RNG (dropout, sampling inside the model) is
 re-seeded from ``(seed, s)`` before each step. A run interrupted and resumed therefore ends
-with the same weights as one that was never interrupted.
+with the same weights as one that was never interrupted (the caller seeds the model's
+initialisation with the same seed before building it: every tokenworks trainer does).
+
+A checkpoint is a folder written through :func:`tokenworks.io.atomic_dir`: a SIGKILL at any
+moment leaves either the previous checkpoint or the new one, and the next write removes the
+killed process's temporaries. A checkpoint that cannot be read (a damaged ``state.json``,
+weights or optimizer state; the optimizer state is loaded with ``weights_only=True``, so a
+crafted pickle is refused, never run) is reported with a warning and training starts over.
 
 Under ``torchrun`` (``torch.distributed`` initialized) the model is wrapped in
 ``DistributedDataParallel``, each rank draws its own batches (the generator is seeded with
@@ -20,6 +27,7 @@ import json
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,8 +37,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from tokenworks.checks import check_float, check_int
-from tokenworks.io import atomic_dir, load_json, load_tensors, save_tensors
+from tokenworks.checks import FileFormatError, check_device, check_float, check_int
+from tokenworks.io import atomic_dir, clean_stale, load_json, load_tensors, save_tensors
 
 __all__ = ["TrainConfig", "TrainResult", "batch_generator", "progress_enabled", "train"]
 
@@ -61,6 +69,7 @@ class TrainConfig:
             check_float("grad_clip", self.grad_clip, min=0.0, min_open=True)
         check_int("seed", self.seed, min=0)
         check_int("checkpoint_every", self.checkpoint_every, min=0)
+        check_device("device", self.device)
         self.betas = tuple(self.betas)  # JSON round-trips tuples as lists
 
     def lr_at(self, step: int) -> float:
@@ -102,10 +111,24 @@ def _rank() -> int:
 
 
 def _write_checkpoint(ckpt: Path, model: nn.Module, opt: torch.optim.Optimizer, state: dict) -> None:
-    with atomic_dir(ckpt) as tmp:
+    with atomic_dir(ckpt, owned=True, arg="checkpoint") as tmp:
         save_tensors(tmp / "model.safetensors", model.state_dict())
         torch.save(opt.state_dict(), tmp / "optimizer.pt")
         (tmp / "state.json").write_text(json.dumps(state, indent=1))
+
+
+def _read_state(ckpt: Path) -> dict | None:
+    """The checkpoint's ``state.json`` if it is well-formed, else None (with a warning)."""
+    try:
+        state = load_json(ckpt / "state.json", kind=dict)
+        ok = isinstance(state.get("config"), dict) and isinstance(state.get("step"), int) and state["step"] >= 0
+        ok = ok and isinstance(state.get("history"), list) and all(isinstance(h, list) and len(h) == 2 for h in state["history"])
+        if not ok:
+            raise FileFormatError(str(ckpt / "state.json"), "is not a training state (expected config, step, history)")
+        return state
+    except ValueError as e:
+        warnings.warn(f"checkpoint {ckpt} cannot be read ({e}); training starts over", stacklevel=3)
+        return None
 
 
 def train(
@@ -141,16 +164,25 @@ def train(
 
     start, history = 0, []
     ckpt = Path(ckpt_dir) / "checkpoint" if ckpt_dir is not None else None
+    if ckpt is not None:
+        clean_stale(ckpt)
     if ckpt is not None and (ckpt / "state.json").is_file():
-        state = load_json(ckpt / "state.json")
-        if state["config"] != config.fingerprint():
+        state = _read_state(ckpt)
+        if state is not None and state["config"] != config.fingerprint():
             raise ValueError(
                 f"checkpoint {ckpt} was written with another training config "
                 f"({state['config']}); delete it or use another ckpt_dir"
             )
-        model.load_state_dict(load_tensors(ckpt / "model.safetensors", device))
-        opt.load_state_dict(torch.load(ckpt / "optimizer.pt", map_location=device, weights_only=True))
-        start, history = state["step"], [tuple(h) for h in state["history"]]
+        if state is not None:
+            model_state = {k: v.clone() for k, v in model.state_dict().items()}
+            try:
+                model.load_state_dict(load_tensors(ckpt / "model.safetensors", device))
+                opt.load_state_dict(torch.load(ckpt / "optimizer.pt", map_location=device, weights_only=True))
+                start, history = state["step"], [tuple(h) for h in state["history"]]
+            except Exception as e:  # noqa: BLE001 - a damaged checkpoint of ours: start over, say so
+                model.load_state_dict(model_state)
+                opt = torch.optim.AdamW(trainable, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
+                warnings.warn(f"checkpoint {ckpt} cannot be read ({type(e).__name__}: {e}); training starts over", stacklevel=2)
 
     show = progress if progress is not None else progress_enabled()
     t0 = time.perf_counter()

@@ -12,6 +12,10 @@ how the committed assets are made.
 prior of a tokenizer (``vision/<name>-prior``, a Hugging Face ``save_pretrained`` folder in
 float16), trained on the tokenizer's ids of ``data``; its fingerprint holds the tokenizer's
 recipe, the prior config and the training images, so a retrained tokenizer retrains its prior.
+
+A saved tokenizer or prior that fails to load (damaged files) is reported with a warning and
+skipped in favour of the next source (cache, assets, training). ``train_and_save`` seeds the
+initialisation with ``config.seed``, so the same recipe gives the same weights.
 """
 
 from __future__ import annotations
@@ -46,7 +50,10 @@ def train_and_save(out: str | Path, method: str, options: dict[str, Any], config
     from tokenworks.data import load_images
     from tokenworks.models.store import write_model_info
 
+    import torch
+
     check_choice("dataset", dataset, DATASETS)
+    torch.manual_seed(config.seed)  # the initialisation is part of the recipe
     tok = tw.create(method, **options)
     if not isinstance(tok, ImageTokenizer):
         raise ValueError(f"method must name an image tokenizer, got {method!r}")
@@ -61,14 +68,37 @@ def train_and_save(out: str | Path, method: str, options: dict[str, Any], config
 def pretrained_tokenizer(name: str, method: str, options: dict[str, Any], config: TokenizerTrainConfig, *,
                          dataset: str = "fashion-mnist", train_if_missing: bool = True, device: str = "cpu") -> ImageTokenizer:  # fmt: skip
     """The tokenizer ``vision/<name>`` trained with this recipe (cache / assets / train now)."""
-    from tokenworks.models.store import load_or_train
-
     def _train(out: Path, run: Path) -> None:
         train_and_save(out, method, options, config, dataset=dataset, ckpt_dir=run)
 
+    from tokenworks.models.store import load_model
+
     command = f"tokenworks vision train {method} --name {name} ..."
-    path = load_or_train(f"vision/{name}", recipe(method, options, config, dataset), _train, train_if_missing=train_if_missing, command=command)
-    return ImageTokenizer.from_pretrained(path, device=device)
+    return load_model(f"vision/{name}", recipe(method, options, config, dataset), lambda p: load_tokenizer_dir(p, device=device),
+                      _train, train_if_missing=train_if_missing, command=command)  # fmt: skip
+
+
+def load_tokenizer_dir(path: str | Path, *, device: str = "cpu", arg: str = "path") -> ImageTokenizer:
+    """``ImageTokenizer.from_pretrained(path)`` with its files checked first: a folder with a
+    ``config.json`` object naming a registered image tokenizer and its options, and a valid
+    ``model.safetensors`` whose tensors fit the model. FileFormatError says what is wrong."""
+    from tokenworks.checks import FileFormatError
+    from tokenworks.io import check_safetensors, load_json
+
+    path = Path(path)
+    if not path.is_dir():
+        raise FileFormatError(arg, f"{path} is not a folder written by `tokenworks vision train`")
+    cfg_file, weights = path / "config.json", path / "model.safetensors"
+    if not cfg_file.is_file() or not weights.is_file():
+        raise FileFormatError(arg, f"{path} holds no image tokenizer (expected config.json and model.safetensors)")
+    cfg = load_json(cfg_file, kind=dict)
+    if not isinstance(cfg.get("method"), str) or not isinstance(cfg.get("options"), dict):
+        raise FileFormatError(str(cfg_file), "is not an image tokenizer config (expected 'method' and 'options')")
+    check_safetensors(weights)
+    try:
+        return ImageTokenizer.from_pretrained(path, device=device)
+    except (KeyError, RuntimeError, TypeError) as e:
+        raise FileFormatError(str(path), f"does not hold a loadable image tokenizer ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
 
 
 def prior_fingerprint(tokenizer_recipe: dict[str, Any], data, config) -> dict[str, Any]:
@@ -96,19 +126,21 @@ def pretrained_prior(name: str, tok: ImageTokenizer, tokenizer_recipe: dict[str,
     import torch
     from transformers import LlamaForCausalLM
 
-    from tokenworks.models.store import load_or_train
+    from tokenworks.models.store import load_model
 
     def _train(out: Path, run: Path) -> None:
         train_prior_and_save(out, name, tok, tokenizer_recipe, data, config, ckpt_dir=run, device=device)
 
     from transformers.utils import logging as hf_logging
 
+    def _load(path: Path):
+        bar = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # one bar per small prior would drown the suite's own progress
+        try:
+            return LlamaForCausalLM.from_pretrained(str(path), dtype=torch.float32).to(device).eval()
+        finally:
+            if bar:
+                hf_logging.enable_progress_bar()
+
     fp = prior_fingerprint(tokenizer_recipe, data, config)
-    path = load_or_train(f"vision/{name}-prior", fp, _train, train_if_missing=train_if_missing, command="tokenworks vision presets --train")
-    bar = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # one bar per small prior would drown the suite's own progress
-    try:
-        return LlamaForCausalLM.from_pretrained(str(path), dtype=torch.float32).to(device).eval()
-    finally:
-        if bar:
-            hf_logging.enable_progress_bar()
+    return load_model(f"vision/{name}-prior", fp, _load, _train, train_if_missing=train_if_missing, command="tokenworks vision presets --train")
