@@ -2,14 +2,18 @@
 
 Every recipe and metric takes a list of documents (``str``). ``check_texts`` rejects what
 would otherwise fail deep inside the engine or give a meaningless number (an empty corpus,
-non-strings, only whitespace); ``read_text_folder`` reads a folder of UTF-8 files strictly
+non-strings, only whitespace, lone surrogates that no UTF-8 engine can encode);
+``read_text_folder`` reads a folder of UTF-8 files strictly
 and names the file and byte offset of the first invalid byte.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from pathlib import Path
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 __all__ = ["check_texts", "read_text_folder"]
 
@@ -25,6 +29,12 @@ def check_texts(name: str, texts: Iterable[str] | str, *, allow_blank: bool = Fa
     for i, t in enumerate(out):
         if not isinstance(t, str):
             raise TypeError(f"{name}[{i}] must be a str, got {type(t).__name__}")
+        bad = _SURROGATE.search(t)
+        if bad is not None:  # not Unicode text: UTF-8 (and so the tokenizers engine) cannot encode it
+            raise ValueError(
+                f"{name}[{i}] holds a lone surrogate U+{ord(bad.group()):04X} at character {bad.start()}: "
+                "expected valid Unicode text (decode bytes with errors='replace' first)"
+            )
     if not out:
         raise ValueError(f"{name} is empty: expected at least one document")
     if not allow_blank and not any(t.strip() for t in out):
