@@ -38,7 +38,7 @@ import tokenworks as tw
 from tokenworks.cli import app
 
 REPO = Path(__file__).resolve().parents[2]
-TIME_LIMIT_S = 60
+TIME_LIMIT_S = int(os.environ.get("TOKENWORKS_FUZZ_TIME_LIMIT", "60"))
 
 
 class WorkStarted(Exception):
@@ -352,9 +352,14 @@ def test_every_bad_value_is_refused_clearly(path, fuzz_env):
 
 def _write_report() -> None:
     path = os.environ.get("TOKENWORKS_FUZZ_REPORT")
-    if path:
-        counts = {k: len(v) for k, v in FINDINGS.items()}
-        Path(path).write_text(json.dumps({"counts": counts, **FINDINGS}, indent=1))
+    if path:  # merged with an earlier run's file (the cases are labelled, so nothing counts twice)
+        merged = {k: list(v) for k, v in FINDINGS.items()}
+        if Path(path).is_file():
+            old = json.loads(Path(path).read_text())
+            for k in merged:
+                merged[k] = sorted(set(old.get(k, [])) | set(merged[k]))
+        counts = {k: len(v) for k, v in merged.items()}
+        Path(path).write_text(json.dumps({"counts": counts, **merged}, indent=1))
 
 
 def test_the_walk_sees_every_command():

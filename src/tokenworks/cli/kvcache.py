@@ -7,8 +7,7 @@ from typing import Annotated, Literal, Optional
 
 import typer
 
-from tokenworks.checks import ArgumentError
-from tokenworks.cli.main import app, console, device_option, fail, float_option, method_choice, out_option, overwrite_option, parse_options, train_app
+from tokenworks.cli.main import fail_options, app, console, device_option, fail, float_option, method_choice, out_option, overwrite_option, parse_options, train_app
 
 kv_app = typer.Typer(help="KV-cache policies on a Hugging Face decoder: try one on your own model.", no_args_is_help=True)
 app.add_typer(kv_app, name="kv")
@@ -80,10 +79,8 @@ def kv_generate(
     b: float | int = int(budget) if budget >= 1 and float(budget).is_integer() and budget != 1 else budget
     try:
         pol = tw.create(policy, **({} if policy == "full" else {"budget": b}), **parse_options(option, "--option"))
-    except TypeError as e:  # an unknown option name (ArgumentErrors name their field)
-        if isinstance(e, ArgumentError):
-            raise
-        fail(str(e), "--option")
+    except (TypeError, ValueError) as e:  # a bad or unknown option: name it
+        fail_options(e, "--option")
     if model == "task-model":
         from tokenworks.kvcache.task_model import task_model
 

@@ -62,7 +62,9 @@ def _handle(e: BaseException, ctx: Any) -> None:
             msg = str(e)  # a field given inside --set/--option: "num_latents must be >= 1"
         code = 2
     elif isinstance(e, (UnknownMethodError, ValueError)):
-        msg, code = str(e), 2
+        word = str(e).split(" ", 1)[0]  # "vocab_size must be ...": name the option when it is one
+        flag = _flag(ctx, word)
+        msg, code = (f"{flag}: {e}" if flag != word else str(e)), 2
     elif isinstance(e, OSError) and (e.filename is not None or isinstance(e, FileNotFoundError)):
         where = f"{e.filename}: " if e.filename is not None else ""
         msg, code = f"{where}{e.strerror or e}", 1
@@ -233,6 +235,16 @@ def _digest(config) -> str:
     import json
 
     return hashlib.sha1(json.dumps(dataclasses.asdict(config), sort_keys=True).encode()).hexdigest()[:10]
+
+
+def fail_options(e: Exception, flag: str) -> None:
+    """Report an error from building a method out of ``flag key=value`` options: it names the
+    command's own option when the field is one (``vocab_size`` -> ``--vocab-size``), else ``flag``."""
+    from typer._click.globals import get_current_context
+
+    word = e.arg if isinstance(e, ArgumentError) else str(e).split(" ", 1)[0]
+    own = _flag(get_current_context(silent=True), word)
+    fail(str(e), own if own != word else flag)
 
 
 def fail(msg: str, arg: str | None = None, code: int = 2) -> None:

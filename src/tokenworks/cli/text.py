@@ -9,8 +9,7 @@ from typing import Annotated, Literal, Optional
 import typer
 
 import tokenworks as tw
-from tokenworks.checks import ArgumentError
-from tokenworks.cli.main import MAX_STEPS, app, console, device_option, fail, float_option, method_choice, out_option, overwrite_option, parse_options, train_app
+from tokenworks.cli.main import fail_options, MAX_STEPS, app, console, device_option, fail, float_option, method_choice, out_option, overwrite_option, parse_options, train_app
 
 tokenizer_app = typer.Typer(help="Train a tokenizer from a folder of text files; evaluate one on a folder.", no_args_is_help=True)
 app.add_typer(tokenizer_app, name="tokenizer")
@@ -33,10 +32,8 @@ def train_tokenizer_cmd(
     _check_glob(pattern)
     try:
         r = tw.create(recipe, vocab_size=vocab_size, **parse_options(option, "--option"))
-    except TypeError as e:  # an unknown option name (ArgumentErrors name their field)
-        if isinstance(e, ArgumentError):
-            raise
-        fail(str(e), "--option")
+    except (TypeError, ValueError) as e:  # a bad or unknown option: name it
+        fail_options(e, "--option")
     prepare_output(out, overwrite=overwrite)
     try:
         texts = read_text_folder(folder, pattern)

@@ -7,8 +7,7 @@ from typing import Annotated, Literal, Optional
 
 import typer
 
-from tokenworks.checks import ArgumentError
-from tokenworks.cli.main import MAX_STEPS, app, bench_root, console, device_option, fail, float_option, method_choice, name_option, out_option, overwrite_option, parse_options
+from tokenworks.cli.main import fail_options, MAX_STEPS, app, bench_root, console, device_option, fail, float_option, method_choice, name_option, out_option, overwrite_option, parse_options
 
 DATASETS = Literal["fashion-mnist", "mnist5k"]
 
@@ -42,10 +41,8 @@ def train_cmd(
     config = TokenizerTrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup=min(warmup, steps), seed=seed, device=device)
     try:
         tw.create(method, **options)  # validate the options before any training
-    except TypeError as e:  # an unknown option name (ArgumentErrors name their field)
-        if isinstance(e, ArgumentError):
-            raise
-        fail(str(e), "--set")
+    except (TypeError, ValueError) as e:  # a bad or unknown option: name it
+        fail_options(e, "--set")
     target = (out / name) if out is not None else cache_dir("models", "vision", name)
     prepare_output(target, overwrite=overwrite, arg="--out" if out is not None else "--name")
     with atomic_dir(target, overwrite=overwrite, arg="--out" if out is not None else "--name") as tmp:
