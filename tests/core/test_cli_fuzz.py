@@ -12,7 +12,7 @@ Each call must end with exit code 2 (bad input) or 1 (a handled runtime error su
 damaged file), print a message naming the argument (its option, its name, or the file it
 names), print no traceback, and change no file outside its temporary folder (the checkout,
 the real cache and the folder around the test's own are compared before and after). Work
-must not start for bad input: the training loop and the benchmark runner are replaced by a
+must not start for bad input: the training loop, BPE training and the benchmark runner are replaced by a
 tripwire, and every call runs under a time limit, so an accepted bad value is reported as
 such instead of training for an hour.
 
@@ -291,13 +291,18 @@ def fuzz_env(tmp_path, monkeypatch):
     def tripwire(*a, **k):
         raise WorkStarted("work started")
 
+    import tokenworks.models.bpe as bpe
+    from tokenworks.text.recipe import TokenizerRecipe
+
+    work_fns = (loop.train, bench.harness.run_suites, bpe.train_byte_bpe)
     for mod in list(sys.modules.values()):
         name = getattr(mod, "__name__", "")
         if not (name.startswith("tokenworks") or name.startswith("bench")):
             continue
         for attr, val in list(vars(mod).items()):
-            if val is loop.train or val is bench.harness.run_suites:
+            if any(val is f for f in work_fns):
                 monkeypatch.setattr(mod, attr, tripwire)
+    monkeypatch.setattr(TokenizerRecipe, "train", tripwire)
     return tmp_path, work, cache, w
 
 

@@ -222,6 +222,7 @@ def train_hypernet(
         p.requires_grad_(False)
     e_in, e_out = lm_embeddings(model)
     src_in, src_out = e_in.detach(), (None if e_out is None else e_out.detach())
+    torch.manual_seed(config.seed)  # the initialisation is part of the recipe (--seed)
     net = ZettHypernetwork.for_model(model, **config.hypernet).to(device)
     body = model.base_model
     special = set(backend(tokenizer).get_added_tokens_decoder())
