@@ -14,9 +14,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from tokenworks.checks import ArgumentError
 from tokenworks.cli import app
-from tokenworks.io import MARKER, OutputError, atomic_dir, cache_dir, clean_stale, prepare_output
+
+MARKER = "tokenworks.json"
 
 runner = CliRunner()
 TINY = ["--steps", "2", "--batch-size", "2", "--dataset", "mnist5k", "--set", "width=8", "--set", "latent_dim=4"]
@@ -109,6 +109,9 @@ def test_reference_lm_out_file_is_refused(tmp_path):
 
 # ---------------------------------------------------------------------------- the rules
 def test_prepare_output_rules(tmp_path):
+    from tokenworks.checks import ArgumentError
+    from tokenworks.io import OutputError, prepare_output
+
     assert prepare_output(tmp_path / "new") == tmp_path / "new"
     (tmp_path / "empty").mkdir()
     prepare_output(tmp_path / "empty")
@@ -133,6 +136,8 @@ def test_prepare_output_rules(tmp_path):
 
 
 def test_atomic_dir_keeps_files_it_did_not_write(tmp_path):
+    from tokenworks.io import OutputError, atomic_dir
+
     target = tmp_path / "model"
     with atomic_dir(target) as d:
         (d / "w.bin").write_bytes(b"1")
@@ -153,6 +158,8 @@ def test_atomic_dir_keeps_files_it_did_not_write(tmp_path):
 
 
 def test_atomic_dir_writes_into_a_foreign_folder_only_with_overwrite(tmp_path):
+    from tokenworks.io import OutputError, atomic_dir
+
     target = tmp_path / "theirs"
     target.mkdir()
     (target / "config.json").write_text("theirs")
@@ -176,6 +183,8 @@ def _dead_pid() -> int:
 
 
 def test_stale_temporaries_of_a_killed_process_are_cleaned(tmp_path):
+    from tokenworks.io import atomic_dir
+
     pid = _dead_pid()
     target = tmp_path / "model"
     with atomic_dir(target) as d:
@@ -201,6 +210,8 @@ def test_stale_temporaries_of_a_killed_process_are_cleaned(tmp_path):
 def test_a_swap_killed_half_way_is_undone(tmp_path):
     """SIGKILL between 'move the old folder aside' and 'move the new one in' leaves the old
     version under .old: the next run puts it back (nothing lost) before doing anything."""
+    from tokenworks.io import clean_stale
+
     pid = _dead_pid()
     target = tmp_path / "model"
     aside = tmp_path / f".model.{pid}.0123abcd.old"
@@ -216,6 +227,9 @@ def test_a_swap_killed_half_way_is_undone(tmp_path):
 
 
 def test_cache_keys_stay_inside_the_cache(tmp_cache):
+    from tokenworks.checks import ArgumentError
+    from tokenworks.io import cache_dir
+
     assert cache_dir("models", "vision/titok-16") == tmp_cache / "models" / "vision" / "titok-16"
     for bad in ("", "..", "../x", "a//b", "/abs", "a/../../b"):
         with pytest.raises(ArgumentError, match="cache key"):
