@@ -214,46 +214,6 @@ def test_lazy_eviction_evicts_only_every_window_steps_and_keeps_the_recent_windo
     assert all(lengths[i] <= math.ceil(0.5 * (24 + i)) for i in range(4, len(lengths)))
 
 
-def test_lazy_eviction_ranks_by_recurrence_on_a_hand_made_attention_sequence():
-    """Hand-made attention rows fed through the score hook: token 0 is a sink (every step),
-    token 5 is re-read every 6 steps, token 3 once, tokens 10-13 take turns; the rest never.
-    Expected bookkeeping and ranking follow from the definitions by hand."""
-    from tokenworks.kvcache.base import LayerView
-
-    policy = make_policy("lazy_eviction", budget=10, window=2)
-    K = 20
-    state = {"last": torch.full((1, 1, K), -1.0), "mri": torch.zeros(1, 1, K)}
-    for t in range(K, K + 18):
-        p = torch.zeros(1, 1, 1, K)
-        p[..., 0] = 0.4
-        p[..., 5 if (t - K) % 6 == 0 else 10 + (t % 4)] = 0.4
-        if t == K + 1:
-            p[..., 3] = 0.2
-        view = LayerView(
-            query=torch.zeros(1, 1, 1, 4), keys=torch.zeros(1, 1, K, 4), pos=torch.arange(K)[None, None],
-            valid=torch.ones(1, 1, K, dtype=torch.bool), qpos=torch.tensor([[t]]), qvalid=torch.ones(1, 1, dtype=torch.bool),
-            state=state, cap=torch.tensor([10]), count=torch.tensor([K]), groups=1, scaling=1.0, compress=True,
-            layer=0, num_layers=1, step=1, prefill=False, shared={}, weights=None,
-        )  # fmt: skip
-        view.iter_probs = lambda chunk=128, _p=p: iter([(slice(0, 1), _p)])
-        s = policy.score(view)[0, 0]
-        state = view.state
-    last, mri = state["last"][0, 0], state["mri"][0, 0]
-    # token 5 arrived at 5, read at 20, 26, 32: gaps 15, 6, 6
-    assert (float(last[5]), float(mri[5])) == (32.0, 15.0)
-    # token 0: every step from 20 on (gap 20 from its arrival, then 1)
-    assert (float(last[0]), float(mri[0])) == (37.0, 20.0)
-    # token 3: once, at 21; token 7: never (last stays at its arrival, MRI 0)
-    assert (float(last[3]), float(mri[3])) == (21.0, 18.0)
-    assert (float(last[7]), float(mri[7])) == (7.0, 0.0)
-    # score (mri + 1) / (now - last + 1) at now = 37; the last 2 positions are protected
-    torch.testing.assert_close(s[5], torch.tensor(16.0 / 6.0))
-    assert torch.isinf(s[18:]).all()
-    assert s[0] > s[5] > s[3] > s[7]
-    kept = torch.sort(s, descending=True, stable=True).indices[:10].tolist()
-    assert {0, 5, 3} <= set(kept) and 7 not in kept
-
-
 def test_tidal_decode_reuses_the_selection_layer_choice():
     model = tiny_model("llama", layers=6, attn="eager", seed=8)
     policy = make_policy("tidal_decode", budget=8, selection_layer=1)

@@ -98,6 +98,9 @@ class _CacheState:
     cap_host: list[int] = field(default_factory=list)  # the same on the host
     count_host: list[int] = field(default_factory=list)  # real tokens seen per row, on the host
     cap_min: int = 0
+    lag: int = 1  # forwards until the next compression, set at each compression
+    next_compress: int = 0  # the step of the next scheduled compression
+    compress_step: bool = False  # does this forward compress?
     layers: dict[int, _LayerState] = field(default_factory=dict)
     shared: dict[str, Any] = field(default_factory=dict)
 
@@ -368,7 +371,7 @@ class KVPolicy:
         groups = query.shape[1] // Hkv
         # nothing can be evicted while the layer holds no more real tokens than each row's cap
         compress = (
-            self.evicts and self.phase != "never" and self._compress_now(cs)
+            self.evicts and self.phase != "never" and cs.compress_step
             and any(n > c for n, c in zip(ls.n_valid, cs.cap_host))
         )  # fmt: skip
         view = LayerView(
@@ -377,6 +380,7 @@ class KVPolicy:
             state=ls.state, cap=cs.cap, count=cs.count, groups=groups, scaling=scaling if scaling is not None else module.scaling,
             shared=cs.shared, weights=None, all_queries_valid=cs.all_valid, module=module,
             softcap=getattr(module.config, "attn_logit_softcapping", None), n_valid=ls.n_valid, cap_host=cs.cap_host,
+            lag=cs.lag,
         )  # fmt: skip
         self.stats["calls"] += 1
         if not self.evicts:
@@ -439,6 +443,7 @@ class KVPolicy:
             st.count = st.count + qvalid.long().sum(1) if mask is not None else st.count + q
             st.count_host = [c + n for c, n in zip(st.count_host, new)]
             st.all_valid = all(n == q for n in new)
+            self._schedule(st)
             st.cap_host = self._cap(st)
             st.cap = torch.tensor(st.cap_host, dtype=torch.long).to(query.device, non_blocking=True)
             st.cap_min = min(st.cap_host)
@@ -477,24 +482,36 @@ class KVPolicy:
             )
         return ls
 
+    def _budget_tokens(self, count: int) -> int:
+        if isinstance(self.budget, int):
+            return min(self.budget, count)
+        return max(1, math.ceil(count * self.budget - 1e-9))
+
+    def _schedule(self, cs: _CacheState) -> None:
+        """Is this forward a compression? And if so, the lag until the next one: the policy's
+        ``compress_every()``, at most half the smallest row's budget (a lag as long as the budget
+        would leave nothing to choose)."""
+        if not self.evicts or self.phase == "never":
+            cs.compress_step = False
+            return
+        if cs.step == 0:
+            cs.compress_step = self.phase in ("prefill", "both")
+        else:
+            cs.compress_step = self.phase in ("decode", "both") and cs.step >= cs.next_compress
+        if cs.step == 0 or cs.compress_step:
+            smallest = min(self._budget_tokens(c) for c in cs.count_host)
+            cs.lag = max(1, min(self.compress_every(), smallest // 2))
+            cs.next_compress = cs.step + cs.lag
+
     def _cap(self, cs: _CacheState) -> list[int]:
         """Per row, the real tokens kept at a compression of this forward: the budget at the
-        current count, less the tokens that arrive before the next compression (``compress_every()
-        - 1``), so that what is held after every forward stays within the budget."""
-        lag = self.compress_every() - 1 if self.evicts else 0
+        current count, less the tokens that arrive before the next compression (``lag - 1``),
+        so that what is held after every forward stays within the budget."""
         out = []
         for c in cs.count_host:
-            if isinstance(self.budget, int):
-                cap = min(self.budget, c)
-            else:
-                cap = max(1, math.ceil(c * self.budget - 1e-9))
-            out.append(max(1, cap - lag) if cap < c else cap)
+            cap = self._budget_tokens(c)
+            out.append(max(1, cap - (cs.lag - 1)) if cap < c else cap)
         return out
-
-    def _compress_now(self, cs: _CacheState) -> bool:
-        if cs.step == 0:
-            return self.phase in ("prefill", "both")
-        return self.phase in ("decode", "both") and cs.step % self.compress_every() == 0
 
     def _mask_for(self, ls: _LayerState, cs: _CacheState, hf_mask, key, groups: int, query, view: LayerView):
         """The model's own mask while the layer is uncompressed, else one built from positions."""

@@ -106,5 +106,5 @@ class LazyEviction(KVPolicy):
         last, mri = view.state["last"], view.state["mri"]
         now = view.qpos.amax(1).to(last.dtype)[:, None, None]  # (B, 1, 1) current step per row
         s = (mri + 1.0) / (now - last + 1.0)
-        recent = view.pos >= (view.count - self.window)[:, None, None]
+        recent = view.pos >= (view.count - view.lag)[:, None, None]  # arrived since the last eviction
         return s.masked_fill(recent & view.valid, float("inf"))
