@@ -682,16 +682,16 @@ def _check_model(model, check_impl: bool = True):
         kinds = _layer_kinds(model.config, len(attns))
         if "full" not in kinds:
             w = getattr(model.config, "sliding_window", None)
-            fix = (
-                "load it with layer_types=['full_attention'] * num_hidden_layers (a from_pretrained keyword)"
-                if getattr(model.config, "layer_types", None)
-                else "set model.config.sliding_window = None"
-            )
+            if getattr(model.config, "layer_types", None):  # per-layer types (Gemma3, ...): layers differ beyond the mask
+                raise TypeError(
+                    f"model {name} has no full-attention layer (config.layer_types are all sliding, window {w}): its cache "
+                    "is already bounded by the window and a KV policy would manage no layer; run it without a policy"
+                )
             raise TypeError(
                 f"model {name} uses sliding-window attention in every layer (config.sliding_window={w}), so its cache is "
-                f"already bounded by the window and a KV policy would manage no layer; to use one, {fix} before "
-                f"attach (outputs are unchanged while the context fits in the {w}-token window; beyond it the model "
-                "attends to the whole context the policy keeps)"
+                "already bounded by the window and a KV policy would manage no layer; to use one, set "
+                "model.config.sliding_window = None before attach (outputs are unchanged while the context fits in "
+                f"the {w}-token window; beyond it the model attends to the whole context the policy keeps)"
             )
     return decoder, attns
 
