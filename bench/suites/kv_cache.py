@@ -56,11 +56,13 @@ def _sizes(quick: bool) -> dict[str, Any]:
     if quick:
         return dict(
             ret_n=8, ret_len=1024, ret_pairs=24, rec_n=8, rec_prompt=64, rec_trace=256, rec_periods=(70, 150),
-            prose_n=4, prose_prompt=32, prose_steps=128, gen_prompt=96, gen_new=16, timing_ctx=(512, 2048), timing_steps=8,
+            prose_n=4, prose_prompt=32, prose_steps=128, gen_prompt=96, gen_new=16,
+            speed_ctx=(2048, 8192), speed_layers=2, speed_warm=3, speed_steps=12,
         )  # fmt: skip
     return dict(
         ret_n=32, ret_len=1536, ret_pairs=36, rec_n=16, rec_prompt=128, rec_trace=1024, rec_periods=(150, 450),
-        prose_n=8, prose_prompt=64, prose_steps=512, gen_prompt=256, gen_new=48, timing_ctx=(512, 1024, 2048, 4096), timing_steps=32,
+        prose_n=8, prose_prompt=64, prose_steps=512, gen_prompt=256, gen_new=48,
+        speed_ctx=(2048, 8192, 32768), speed_layers=4, speed_warm=4, speed_steps=32,
     )  # fmt: skip
 
 
@@ -80,15 +82,25 @@ def _ours(name: str, budget: float):
 INTERVAL = 16  # kvpress DecodingPress: compress every 16 decoding steps
 
 
-def _press(cls_name: str, budget: float, streaming: bool, prompt_len: int):
-    """A kvpress press at ``budget``: at prefill (``compression_ratio = 1 - budget``); for
-    streaming, combined with kvpress's DecodingPress, re-compressing every ``INTERVAL`` steps to
-    the same fraction of the tokens seen so far (our policies' budget semantics)."""
+def _ahead(budget: float, seen: int, lag: int) -> int:
+    """Tokens to keep at ``seen`` so that after each of the next ``lag`` forwards (one token each,
+    no compression) the cache still holds at most ``ceil(budget x tokens seen)``."""
+    return max(1, min(math.ceil(budget * (seen + d) - 1e-9) - d for d in range(lag + 1)))
+
+
+def _press(cls_name: str, budget: float, streaming: bool, prompt_len: int, decode_steps: int = 0):
+    """A kvpress press held to the same budget as our policies, charged the same way: at
+    prefill it keeps ``_ahead(budget, prompt, lag)`` tokens, where lag is the decoding forwards
+    before its next compression (all of them for a prefill-only press, ``INTERVAL - 1`` when
+    streaming), so that the KV held after every forward is within ``ceil(budget x seen)``; for
+    streaming, kvpress's DecodingPress re-compresses every ``INTERVAL`` steps, likewise ahead of
+    its interval."""
     import kvpress
 
     cls = getattr(kvpress, cls_name)
     kw = {"window_size": min(32, prompt_len - 1)} if cls_name == "SnapKVPress" else {}
-    prefill = cls(compression_ratio=1.0 - budget, **kw)
+    keep = _ahead(budget, prompt_len, INTERVAL - 1 if streaming else decode_steps)
+    prefill = cls(compression_ratio=max(0.0, 1.0 - (keep + 0.5) / prompt_len), **kw)  # kvpress keeps int(K x (1 - ratio))
     if not streaming:
         return prefill
     # the decoding press scores with the hidden states buffered since its last compression
@@ -100,20 +112,41 @@ def _press(cls_name: str, budget: float, streaming: bool, prompt_len: int):
 _FRACTION_PRESS = None
 
 
+def _check_kvpress_target_hook() -> None:
+    """The fraction target overrides kvpress's private ``DecodingPress._resolve_target_size``;
+    if kvpress renames it or stops calling it, fail instead of silently keeping ``target_size``."""
+    import inspect
+
+    import kvpress
+
+    dp = kvpress.DecodingPress
+    src = inspect.getsource(dp.forward_hook) if hasattr(dp, "forward_hook") else ""
+    if not callable(getattr(dp, "_resolve_target_size", None)) or "self._resolve_target_size(" not in src:
+        raise RuntimeError(
+            f"kvpress {getattr(kvpress, '__version__', '?')}: DecodingPress no longer resolves its target through "
+            "_resolve_target_size in forward_hook; the bench's fraction-of-seen target would be ignored. Update "
+            "_fraction_decoding_press in bench/suites/kv_cache.py for this kvpress version."
+        )
+
+
 def _fraction_decoding_press():
-    """kvpress's DecodingPress with a target that is a fraction of the tokens seen so far."""
+    """kvpress's DecodingPress with a target that is a fraction of the tokens seen so far,
+    kept ahead of its compression interval (see ``_ahead``)."""
     global _FRACTION_PRESS
     if _FRACTION_PRESS is None:
         from dataclasses import dataclass
 
         import kvpress
 
+        _check_kvpress_target_hook()
+
         @dataclass
         class FractionDecodingPress(kvpress.DecodingPress):
             fraction: float = 1.0
 
             def _resolve_target_size(self, kwargs: dict) -> int:
-                return max(1, math.ceil(self.fraction * (int(kwargs["cache_position"][-1]) + 1)))
+                seen = int(kwargs["cache_position"][-1]) + 1
+                return _ahead(self.fraction, seen, self.compression_interval - 1)
 
         _FRACTION_PRESS = FractionDecodingPress
     return _FRACTION_PRESS
@@ -150,6 +183,10 @@ class _Run:
         self.decode_seconds = 0.0
         self.decode_steps = 0
         self.bytes = []
+        self.fractions = []  # KV held after each forward / KV of every token seen (prefill included)
+        c = model.config
+        self.token_bytes = 2 * c.num_hidden_layers * c.num_key_value_heads * getattr(c, "head_dim", c.hidden_size // c.num_attention_heads)
+        self.token_bytes *= next(model.parameters()).element_size()
 
     def forward(self, ids: torch.Tensor, timed: bool) -> torch.Tensor:
         q = ids.shape[1]
@@ -161,16 +198,17 @@ class _Run:
             self.decode_steps += 1
             self.bytes.append(kv_bytes(self.cache))
         self.t += q
+        self.fractions.append(kv_bytes(self.cache) / (self.token_bytes * ids.shape[0] * self.t))
         return out.logits
 
 
-def _with(model, method: str, budget: float, streaming: bool, target: int, prompt_len: int = 1 << 30):
+def _with(model, method: str, budget: float, streaming: bool, target: int, prompt_len: int = 1 << 30, decode_steps: int = 0):
     """(context manager, our policy or None) for a row's method; "none" is the plain model."""
     if method == "none":
         return nullcontext(), None
     if method.startswith("kvpress-"):
         cls_name = next(p for p in PRESSES if _press_name(p) == method)
-        press = _press(cls_name, budget, streaming, prompt_len)
+        press = _press(cls_name, budget, streaming, prompt_len, decode_steps)
         if cls_name == "ObservedAttentionPress":  # needs the attention weights: eager attention
             return _attn(model, "eager", press(model)), None
         return press(model), None
@@ -193,7 +231,8 @@ def _row(method: str, task: str, budget: float, metrics: dict[str, float], param
 def _cost(run: _Run, policy, full_bytes: float | None, full_ms: float | None) -> dict[str, float]:
     ms = 1000 * run.decode_seconds / max(1, run.decode_steps)
     b = float(sum(run.bytes) / max(1, len(run.bytes)))
-    out = {"kv_bytes": b, "decode_ms": ms}
+    out = {"kv_peak_fraction": max(run.fractions), "kv_mean_fraction": sum(run.fractions) / len(run.fractions)}
+    out.update({"kv_bytes": b, "decode_ms": ms})
     out["kv_ratio"] = b / full_bytes if full_bytes else 1.0
     out["time_ratio"] = ms / full_ms if full_ms else 1.0
     if policy is not None:
@@ -204,7 +243,7 @@ def _cost(run: _Run, policy, full_bytes: float | None, full_ms: float | None) ->
 @torch.no_grad()
 def _retrieval(model, tok, method, budget, data, ref) -> dict[str, float]:
     ids, answers = data["input_ids"], data["answers"]
-    ctx, policy = _with(model, method, budget, streaming=False, target=0, prompt_len=ids.shape[1])
+    ctx, policy = _with(model, method, budget, streaming=False, target=0, prompt_len=ids.shape[1], decode_steps=answers.shape[1])
     with ctx:
         run = _Run(model, ctx, policy)
         logits = run.forward(ids, timed=False)
@@ -268,7 +307,7 @@ def _stream(model, method, budget, ids, prompt_len, targets, ref, record_recall=
 @torch.no_grad()
 def _greedy(model, method, budget, prompts, new: int) -> torch.Tensor:
     T = prompts.shape[1]
-    ctx, _ = _with(model, method, budget, streaming=False, target=0, prompt_len=T)
+    ctx, _ = _with(model, method, budget, streaming=False, target=0, prompt_len=T, decode_steps=new)
     if method.startswith("kvpress-"):  # kvpress hooks prefill; decode greedily by hand
         with ctx:
             run = _Run(model, ctx)
@@ -288,6 +327,147 @@ def _greedy(model, method, budget, prompts, new: int) -> torch.Tensor:
 def _match_len(a: torch.Tensor, b: torch.Tensor) -> float:
     same = (a == b).long().cumprod(1)
     return float(same.sum(1).float().mean())
+
+
+# ----------------------------------------------------------------------------- kv-speed
+
+# per-layer shapes of the models people run (from their published configs); few layers, small vocab
+SPEED_SHAPES = {
+    "llama-3.2-1b": dict(hidden_size=2048, num_attention_heads=32, num_key_value_heads=8, head_dim=64, intermediate_size=8192),
+    "qwen2.5-0.5b": dict(hidden_size=896, num_attention_heads=14, num_key_value_heads=2, head_dim=64, intermediate_size=4864),
+}
+SPEED_BUDGET = 0.25
+SPEED_POLICIES = ("full", "streaming_llm", "h2o", "tova", "snapkv", "lazy_eviction", "random", "tidal_decode")
+SPEED_PRESSES = ("StreamingLLMPress", "TOVAPress")  # inside kvpress's DecodingPress (decode-time compression)
+
+
+def _speed_model(shape: str, layers: int, device: str, dtype):
+    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(0)
+    common = dict(num_hidden_layers=layers, vocab_size=256, max_position_embeddings=1 << 16, pad_token_id=0, **SPEED_SHAPES[shape])
+    if shape.startswith("llama"):
+        model = LlamaForCausalLM(LlamaConfig(**common))
+    else:
+        model = Qwen2ForCausalLM(Qwen2Config(**common, use_sliding_window=False))
+    model.set_attn_implementation("sdpa")
+    return model.to(device=device, dtype=dtype).eval()
+
+
+def _filled_cache(model, n_ctx: int, seed: int):
+    """A DynamicCache holding ``n_ctx`` random keys and values of the model's shape (the prefill
+    replaced: decode speed depends on what is held, not on how it was computed)."""
+    from transformers import DynamicCache
+
+    c = model.config
+    p = next(model.parameters())
+    g = torch.Generator(device=p.device).manual_seed(seed)
+    cache = DynamicCache(config=c)
+    for i in range(c.num_hidden_layers):
+        shape = (1, c.num_key_value_heads, n_ctx, c.head_dim)
+        k = torch.randn(shape, generator=g, device=p.device, dtype=p.dtype)
+        v = torch.randn(shape, generator=g, device=p.device, dtype=p.dtype)
+        cache.update(k, v, i)
+    return cache
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+@torch.no_grad()
+def _speed_one(model, method: str, n_ctx: int, warm: int, steps: int, device: str) -> dict[str, float]:
+    """Decode ``warm + steps`` tokens after a random-filled cache; median step time of the
+    last ``steps``, held KV and attention bytes read per token (hardware-free)."""
+    import kvpress
+
+    c = model.config
+    L, Hkv, H, D = c.num_hidden_layers, c.num_key_value_heads, c.num_attention_heads, c.head_dim
+    el = next(model.parameters()).element_size()
+    cache = _filled_cache(model, n_ctx, seed=n_ctx)
+    policy, ctx = None, nullcontext()
+    if method in {m.name for m in tw.methods(kind="kv_policy")}:
+        opts = {} if method == "full" else {"budget": SPEED_BUDGET}
+        if method == "tidal_decode":
+            opts.update(selection_layer=0, reselection_layer=None)
+        policy = tw.create(method, **opts)
+        ctx = policy(model)
+    elif method.startswith("kvpress-decoding-"):
+        cls = next(p for p in SPEED_PRESSES if _press_name(p) == "kvpress-" + method.removeprefix("kvpress-decoding-"))
+        press = _fraction_decoding_press()(base_press=getattr(kvpress, cls)(), compression_interval=INTERVAL, target_size=1,
+                                           fraction=SPEED_BUDGET)  # fmt: skip
+        ctx = press(model)
+    times, held, read = [], [], []
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    base_mem = torch.cuda.memory_allocated() if device.startswith("cuda") else 0
+    with ctx:
+        if policy is not None and method != "full":
+            policy.adopt(cache)
+        ids = torch.randint(2, c.vocab_size, (1, 1), device=device)
+        for j in range(warm + steps):
+            pos = torch.tensor([n_ctx + j], device=device)
+            _sync(device)
+            t0 = time.perf_counter()
+            out = model(input_ids=ids, past_key_values=cache, cache_position=pos, position_ids=pos[None])
+            ids = out.logits[:, -1:].argmax(-1)
+            _sync(device)
+            if j >= warm:
+                times.append(time.perf_counter() - t0)
+                lens = [layer.keys.shape[2] for layer in cache.layers]
+                held.append(sum(lens) / (L * (n_ctx + j + 1)))
+                if method == "tidal_decode" and policy.last_selection:
+                    k = {i: s.shape[-1] for i, s in policy.last_selection.items()}
+                    read.append(sum(k[i] * H if i in k else lens[i] * Hkv for i in range(L)) * 2 * D * el)
+                else:  # attention reads every held key and value once (the token just written included)
+                    read.append(sum(lens) * Hkv * 2 * D * el)
+    times.sort()
+    med = times[len(times) // 2]
+    out = {
+        "context": n_ctx, "decode_ms": 1000 * med, "tokens_per_s": 1.0 / med, "kv_peak_fraction": max(held),
+        "kv_mean_fraction": sum(held) / len(held), "attn_bytes_per_token": sum(read) / len(read),
+        "kv_bytes": float(kv_bytes(cache)),
+    }  # fmt: skip
+    if device.startswith("cuda"):
+        out["peak_mem_mb"] = (torch.cuda.max_memory_allocated() - base_mem) / 2**20
+    return out
+
+
+def _speed_targets(method: str, n_ctx: int, ratio: float, device: str) -> str:
+    """The issue's targets, judged on this row: met / missed / n.a.; a CPU figure is said to be one."""
+    where = "" if device.startswith("cuda") else " (CPU figure)"
+    if method == "full":
+        return ("met" if ratio >= 1 / 1.05 else "missed") + ": within 5% of no policy" + where
+    if method == "tidal_decode" and n_ctx >= 8192:
+        return ("met" if ratio > 1.0 else "missed") + ": faster than dense attention" + where
+    if method in ("streaming_llm", "h2o", "tova", "snapkv", "lazy_eviction", "random") and n_ctx >= 32768:
+        return ("met" if ratio >= 1.5 else "missed") + ": >= 1.5x no-policy throughput at 32k" + where
+    return "n.a."
+
+
+def _speed(ctx, S) -> list[dict]:
+    device = ctx.device
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    methods = ["none", *SPEED_POLICIES, *("kvpress-decoding-" + _press_name(p).removeprefix("kvpress-") for p in SPEED_PRESSES)]
+    rows = []
+    for shape in SPEED_SHAPES:
+        model = _speed_model(shape, S["speed_layers"], device, dtype)
+        for n_ctx in S["speed_ctx"]:
+            base = None
+            for method in methods:
+                m = _speed_one(model, method, n_ctx, S["speed_warm"], S["speed_steps"], device)
+                if method == "none":
+                    base = m
+                m["throughput_ratio"] = m["tokens_per_s"] / base["tokens_per_s"]
+                m["attn_bytes_ratio"] = m["attn_bytes_per_token"] / base["attn_bytes_per_token"]
+                budget = 1.0 if method in ("none", "full") else SPEED_BUDGET
+                params = {"shape": shape, "layers": S["speed_layers"], "dtype": str(dtype).removeprefix("torch."),
+                          "device": device, "target": _speed_targets(method, n_ctx, m["throughput_ratio"], device),
+                          "cache": "pre-filled with random keys/values (no prefill)", "steps": S["speed_steps"]}  # fmt: skip
+                rows.append(_row("no-policy" if method == "none" else method, "kv-speed", budget, m, params))
+        del model
+    return rows
 
 
 def run(ctx) -> list[dict]:
@@ -335,19 +515,8 @@ def run(ctx) -> list[dict]:
         m = _stream(model, "tidal_decode", b, short, S["prose_prompt"], None, None, record_recall=True)
         rows.append(_row("tidal_decode", "recall", b, {"attention_recall": m.get("attention_recall", float("nan"))}))
 
-    # ---- decode time vs context length (batch 1)
-    timing_methods = ["none", "full", "streaming_llm", "h2o", "tova", "lazy_eviction", "tidal_decode", "kvpress-snapkv"]
-    for n_ctx in S["timing_ctx"]:
-        ids = prose_windows(tok, n=1, length=n_ctx + S["timing_steps"], seed=ctx.seed + 5)
-        base = None
-        for method in timing_methods:
-            m = _stream(model, method, 1.0 if method in ("none", "full") else 0.25, ids, n_ctx, None, None)
-            m.pop("_logps", None)
-            if method == "none":
-                base = m
-            rows.append(_row("no-policy" if method == "none" else method, "timing", 1.0 if method in ("none", "full") else 0.25,
-                             {"context": n_ctx, "decode_ms": m["decode_ms"], "time_ratio": m["decode_ms"] / base["decode_ms"],
-                              "kv_bytes": m["kv_bytes"]}))  # fmt: skip
+    # ---- kv-speed: decode speed and bytes at the per-layer shapes of real models
+    rows += _speed(ctx, S)
     return rows
 
 

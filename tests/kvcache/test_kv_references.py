@@ -336,3 +336,41 @@ def test_a_periodically_reread_token_survives_lazy_eviction_not_h2o_or_tova():
     assert results["lazy_eviction"][0] and results["lazy_eviction"][1] < 1e-4
     for name in ("h2o", "tova"):
         assert not results[name][0] and results[name][1] > 1e-2, (name, results[name])
+
+
+def test_tidal_decode_per_kv_head_selection_equals_a_brute_force_reference():
+    """``select_per="kv_head"``: each kv head keeps the k tokens with the largest logit over its
+    query heads (computed here from the selection layer's q and K by a loop), and every query
+    head of the group attends exactly those."""
+    model = tiny_model("llama", layers=4, seed=16)
+    policy = make_policy("tidal_decode", budget=6, selection_layer=1, reselection_layer=None, select_per="kv_head")
+    x = torch.randint(2, 96, (1, 25))
+    cap = {}
+    real_sel, real_sparse = policy._select_and_attend, policy._sparse_attention
+
+    def spy_sel(view):
+        cap["sel"] = (view.query.clone(), view.keys.clone(), view.scaling)
+        return real_sel(view)
+
+    def spy_sparse(view, idx, sel_valid, layer_idx):
+        out = real_sparse(view, idx, sel_valid, layer_idx)
+        cap[layer_idx] = (view.query.clone(), view.keys.clone(), view.values.clone(), out[0].clone())
+        return out
+
+    policy._select_and_attend, policy._sparse_attention = spy_sel, spy_sparse
+    cache = DynamicCache(config=model.config)
+    with policy(model), torch.no_grad():
+        model(x[:, :24], past_key_values=cache)
+        model(x[:, 24:], past_key_values=cache)
+    q, k, scaling = cap["sel"]
+    chosen = {}
+    for kv in range(2):
+        best = [max(float(q[0, h, 0] @ k[0, kv, j]) for h in (2 * kv, 2 * kv + 1)) for j in range(25)]
+        chosen[kv] = sorted(sorted(range(25), key=lambda j: -best[j])[:6])
+    for layer in (2, 3):
+        ql, kl, vl, out = cap[layer]
+        for h in range(4):
+            cols = chosen[h // 2]
+            w = torch.softmax(torch.stack([ql[0, h, 0] @ kl[0, h // 2, j] for j in cols]) * scaling, 0)
+            want = sum(w[i] * vl[0, h // 2, j] for i, j in enumerate(cols))
+            torch.testing.assert_close(out[0, 0, h], want, atol=1e-5, rtol=1e-4)

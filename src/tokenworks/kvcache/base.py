@@ -253,6 +253,33 @@ class KVPolicy:
                 f"{name}={window} is larger than the budget ({self.budget} tokens); lower {name} or raise budget"
             )
 
+    def adopt(self, cache) -> None:
+        """Start tracking a ``DynamicCache`` that already holds tokens filled outside the policy
+        (random keys and values for a speed test, a reused prefix): every row's held tokens
+        count as real tokens at positions 0..K-1 that the policy has not scored (per-token state
+        at its initial values). The next forward is a decoding step; an evicting policy
+        compresses at it. Call after ``attach``."""
+        if self._model is None:
+            raise ValueError("adopt() needs the policy attached to a model first")
+        if getattr(cache, _STATE_ATTR, None) is not None:
+            raise ValueError("this cache is already tracked by a policy")
+        ref = next((cache.layers[i] for i in sorted(self._managed) if i < len(cache.layers)), None)
+        if ref is None or not isinstance(getattr(ref, "keys", None), torch.Tensor):
+            raise ValueError("cache holds no keys for the policy's layers; fill it first")
+        B, Hkv, K, _ = ref.keys.shape
+        dev = ref.keys.device
+        st = _CacheState(count=torch.full((B,), K, dtype=torch.long, device=dev), count_host=[K] * B, seen=K, step=0)
+        for i in sorted(self._managed):
+            layer = cache.layers[i]
+            _check_layer(layer)
+            if layer.keys.shape[:3] != (B, Hkv, K):
+                raise ValueError(f"cache layer {i} holds {tuple(layer.keys.shape[:3])} slots, layer {sorted(self._managed)[0]} {(B, Hkv, K)}")
+            pos = torch.arange(K, device=dev).expand(B, Hkv, K).clone()
+            state = {n: torch.full((B, Hkv, K), v, dtype=torch.float32, device=dev) for n, v in self.token_state.items()}
+            st.layers[i] = _LayerState(pos=pos, valid=torch.ones(B, Hkv, K, dtype=torch.bool, device=dev), state=state,
+                                       n_valid=[K] * B, seen_host=[K] * B)  # fmt: skip
+        setattr(cache, _STATE_ATTR, st)
+
     # ---- instrumentation
     def reset_stats(self) -> None:
         """Zero the counters in ``self.stats`` (policy seconds, calls, evictions, recall)."""
@@ -576,10 +603,9 @@ class KVPolicy:
         that reuse it). ``topk`` on the scores, with the sizes known on the host (no sync)."""
         B, Hkv, K, D = view.keys.shape
         H = view.query.shape[1]
-        if scores.shape == (B, Hkv, K):
-            scores = _repeat_heads(scores, view.groups)
-        if scores.shape != (B, H, K):
+        if scores.shape not in ((B, H, K), (B, Hkv, K)):
             raise RuntimeError(f"{type(self).__name__}.score must return (B, H, K) or (B, Hkv, K), got {tuple(scores.shape)}")
+        per_kv = scores.shape[1] == Hkv and H != Hkv  # one selection per kv head, shared by its query heads
         memo = view.shared.get("_topk_memo")
         if memo is not None and memo[0] is scores:
             return memo[1], memo[2], memo[3]
@@ -590,33 +616,41 @@ class KVPolicy:
             idx = torch.topk(scores, k, dim=-1, sorted=False).indices
             sel_valid = None
         else:
-            s = scores.masked_fill(~_repeat_heads(view.valid, view.groups), float("-inf"))
+            s = scores.masked_fill(~(view.valid if per_kv else _repeat_heads(view.valid, view.groups)), float("-inf"))
             vals, idx = torch.topk(s, k, dim=-1)
             sel_valid = (vals > float("-inf")) & (torch.arange(k, device=idx.device)[None, None, :] < view.cap[:, None, None])
         view.shared["_topk_memo"] = (scores, idx, sel_valid, everything)
         return idx, sel_valid, everything
 
     def _sparse_attention(self, view: LayerView, idx: torch.Tensor, sel_valid: torch.Tensor | None, layer_idx: int):
-        """Attention of the current queries restricted to the selected held slots per query head.
+        """Attention of the current queries restricted to the selected held slots, per query head
+        (``idx`` (B, H, k)) or per kv head (``idx`` (B, Hkv, k), shared by the head's group).
 
-        Gathers, for each query head, its selected slots from its own kv head (no repeat of the
-        cache), then one ``scaled_dot_product_attention`` in the model's dtype."""
+        Gathers the selected slots straight from each kv head's keys and values (one
+        ``index_select`` on the flattened cache, no repeat of the cache), then one
+        ``scaled_dot_product_attention`` in the model's dtype (grouped-query when per kv head)."""
         B, Hkv, K, D = view.keys.shape
         H = view.query.shape[1]
-        k = idx.shape[-1]
+        h, k = idx.shape[1], idx.shape[-1]
         self.last_selection[layer_idx] = idx
-        base = (torch.arange(B * Hkv, device=idx.device).view(B, Hkv, 1, 1) * K).expand(B, Hkv, view.groups, 1).reshape(B, H, 1)
+        per_kv = h == Hkv and H != Hkv
+        reps = 1 if per_kv else view.groups
+        base = (torch.arange(B * Hkv, device=idx.device).view(B, Hkv, 1, 1) * K).expand(B, Hkv, reps, 1).reshape(B, h, 1)
         flat = (idx + base).reshape(-1)
-        k_sel = view.keys.reshape(B * Hkv * K, D).index_select(0, flat).view(B, H, k, D)
-        v_sel = view.values.reshape(B * Hkv * K, -1).index_select(0, flat).view(B, H, k, view.values.shape[-1])
+        k_sel = view.keys.reshape(B * Hkv * K, D).index_select(0, flat).view(B, h, k, D)
+        v_sel = view.values.reshape(B * Hkv * K, -1).index_select(0, flat).view(B, h, k, view.values.shape[-1])
         mask = None
         q = view.query.shape[2]
         if sel_valid is not None or q > 1 or not view.all_queries_valid:
-            pos_sel = view.pos.reshape(B * Hkv * K).index_select(0, flat).view(B, H, k)
+            pos_sel = view.pos.reshape(B * Hkv * K).index_select(0, flat).view(B, h, k)
             allowed = pos_sel[:, :, None, :] <= view.qpos[:, None, :, None]
             if sel_valid is not None:
                 allowed = allowed & sel_valid[:, :, None, :]
+            if per_kv:
+                allowed = _repeat_heads(allowed, view.groups)
             mask = allowed | ~view.qvalid[:, None, :, None]
+        if per_kv and view.softcap:
+            k_sel, v_sel = _repeat_heads(k_sel, view.groups), _repeat_heads(v_sel, view.groups)
         if view.softcap:  # Gemma2: tanh soft-capping of the logits, as the model's eager attention
             logits = torch.matmul(view.query, k_sel.transpose(2, 3)) * view.scaling
             logits = torch.tanh(logits / view.softcap) * view.softcap
@@ -625,13 +659,16 @@ class KVPolicy:
             w = torch.softmax(logits.float(), dim=-1).to(view.query.dtype)
             out = torch.matmul(w, v_sel)
         else:
-            out = torch.nn.functional.scaled_dot_product_attention(view.query, k_sel, v_sel, attn_mask=mask, scale=view.scaling)
+            out = torch.nn.functional.scaled_dot_product_attention(
+                view.query, k_sel, v_sel, attn_mask=mask, scale=view.scaling, enable_gqa=per_kv
+            )
         out = out.transpose(1, 2).contiguous()  # (B, q, H, D) as HF expects
         if self.record_recall:
             full = view.probs(last=q)  # (B, H, q, K)
-            got = full.gather(3, idx[:, :, None, :].expand(-1, -1, full.shape[2], -1))
+            idx_h = _repeat_heads(idx, view.groups) if per_kv else idx
+            got = full.gather(3, idx_h[:, :, None, :].expand(-1, -1, full.shape[2], -1))
             if sel_valid is not None:
-                got = got * sel_valid[:, :, None, :]
+                got = got * (_repeat_heads(sel_valid, view.groups) if per_kv else sel_valid)[:, :, None, :]
             got = got.sum(-1)  # (B, H, q)
             m = view.qvalid[:, None, :].expand_as(got)
             self.stats["recall_sum"] += float(got[m].sum())

@@ -21,6 +21,11 @@ for each query head, its selected slots straight from its kv head's keys and val
 ``index_select`` on the flattened cache) and runs ``scaled_dot_product_attention`` on them.
 Sizes come from counts kept on the host, so no layer waits on the device.
 
+``select_per="kv_head"`` (an option, not the paper's default) selects per kv head by the
+largest logit over its query heads, so a sparse layer of a grouped-query model reads
+``budget`` tokens per kv head instead of per query head: with 4 query heads per kv head at a
+25% budget, per-query-head selection reads as many keys and values as dense attention.
+
 Deviations: the selection is made per query head over all held tokens from the masked
 pre-softmax scores, as in the authors' Hugging Face reference; their fused top-k kernels are
 replaced by ``torch.topk`` and a gather + ``scaled_dot_product_attention``. A decoding forward
@@ -37,7 +42,7 @@ from typing import ClassVar
 
 import torch
 
-from tokenworks.checks import check_int
+from tokenworks.checks import check_choice, check_int
 from tokenworks.kvcache.base import KVPolicy, LayerView
 from tokenworks.registry import register
 
@@ -54,8 +59,10 @@ class TidalDecode(KVPolicy):
 
     selection_layer: int | None = None
     reselection_layer: int | str | None = "auto"
+    select_per: str = "query_head"
 
     def validate(self) -> None:
+        check_choice("select_per", self.select_per, ("query_head", "kv_head"))
         if self.selection_layer is not None:
             check_int("selection_layer", self.selection_layer, min=0)
         if self.reselection_layer not in (None, "auto"):
@@ -126,5 +133,6 @@ class TidalDecode(KVPolicy):
             logits = logits.masked_fill(~view.valid[:, :, None, :], float("-inf"))
         w = torch.softmax(logits, dim=-1, dtype=torch.float32).to(values.dtype)
         out = torch.matmul(w, values).view(B, H, 1, -1).transpose(1, 2).contiguous()  # (B, 1, H, Dv)
-        view.shared["tidal_scores"] = logits.view(B, H, K)
+        # per kv head: the group's largest logit per token (a token any of its query heads wants)
+        view.shared["tidal_scores"] = logits.amax(2) if self.select_per == "kv_head" else logits.view(B, H, K)
         return out, None
