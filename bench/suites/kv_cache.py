@@ -57,12 +57,12 @@ def _sizes(quick: bool) -> dict[str, Any]:
         return dict(
             ret_n=8, ret_len=1024, ret_pairs=24, rec_n=8, rec_prompt=64, rec_trace=256, rec_periods=(70, 150),
             prose_n=4, prose_prompt=32, prose_steps=128, gen_prompt=96, gen_new=16,
-            speed_ctx=(2048, 8192), speed_layers=2, speed_warm=3, speed_steps=12,
+            speed_ctx=(2048, 8192), speed_layers=2, speed_warm=1, speed_steps=4,
         )  # fmt: skip
     return dict(
         ret_n=32, ret_len=1536, ret_pairs=36, rec_n=16, rec_prompt=128, rec_trace=1024, rec_periods=(150, 450),
         prose_n=8, prose_prompt=64, prose_steps=512, gen_prompt=256, gen_new=48,
-        speed_ctx=(2048, 8192, 32768), speed_layers=4, speed_warm=4, speed_steps=32,
+        speed_ctx=(2048, 8192, 32768), speed_layers=4, speed_warm=4, speed_steps=24,
     )  # fmt: skip
 
 
@@ -199,6 +199,7 @@ class _Run:
             self.bytes.append(kv_bytes(self.cache))
         self.t += q
         self.fractions.append(kv_bytes(self.cache) / (self.token_bytes * ids.shape[0] * self.t))
+        self.first_seen = getattr(self, "first_seen", self.t)
         return out.logits
 
 
@@ -231,7 +232,8 @@ def _row(method: str, task: str, budget: float, metrics: dict[str, float], param
 def _cost(run: _Run, policy, full_bytes: float | None, full_ms: float | None) -> dict[str, float]:
     ms = 1000 * run.decode_seconds / max(1, run.decode_steps)
     b = float(sum(run.bytes) / max(1, len(run.bytes)))
-    out = {"kv_peak_fraction": max(run.fractions), "kv_mean_fraction": sum(run.fractions) / len(run.fractions)}
+    out = {"kv_peak_fraction": max(run.fractions), "kv_mean_fraction": sum(run.fractions) / len(run.fractions),
+           "kv_slack": 1.0 / run.first_seen}  # budget + 1/T: the rounding of ceil(budget x T) at the shortest T  # fmt: skip
     out.update({"kv_bytes": b, "decode_ms": ms})
     out["kv_ratio"] = b / full_bytes if full_bytes else 1.0
     out["time_ratio"] = ms / full_ms if full_ms else 1.0
@@ -337,8 +339,14 @@ SPEED_SHAPES = {
     "qwen2.5-0.5b": dict(hidden_size=896, num_attention_heads=14, num_key_value_heads=2, head_dim=64, intermediate_size=4864),
 }
 SPEED_BUDGET = 0.25
-SPEED_POLICIES = ("full", "streaming_llm", "h2o", "tova", "snapkv", "lazy_eviction", "random", "tidal_decode")
-SPEED_PRESSES = ("StreamingLLMPress", "TOVAPress")  # inside kvpress's DecodingPress (decode-time compression)
+# ``tidal_decode:kv_head``: TidalDecode with select_per="kv_head"; kvpress presses run inside kvpress's
+# DecodingPress (decode-time compression, every ``speed_warm`` steps so it compresses before timing)
+SPEED_METHODS = {
+    True: ("full", "streaming_llm", "h2o", "lazy_eviction", "tidal_decode", "tidal_decode:kv_head", "kvpress-decoding-streaming_llm"),
+    False: ("full", "streaming_llm", "h2o", "tova", "snapkv", "lazy_eviction", "random", "tidal_decode", "tidal_decode:kv_head",
+            "kvpress-decoding-streaming_llm", "kvpress-decoding-tova"),
+}  # fmt: skip
+SPEED_PRESSES = ("StreamingLLMPress", "TOVAPress")
 
 
 def _speed_model(shape: str, layers: int, device: str, dtype):
@@ -377,7 +385,7 @@ def _sync(device: str) -> None:
 
 
 @torch.no_grad()
-def _speed_one(model, method: str, n_ctx: int, warm: int, steps: int, device: str) -> dict[str, float]:
+def _speed_one(model, method: str, n_ctx: int, warm: int, steps: int, device: str) -> dict[str, float]:  # noqa: C901
     """Decode ``warm + steps`` tokens after a random-filled cache; median step time of the
     last ``steps``, held KV and attention bytes read per token (hardware-free)."""
     import kvpress
@@ -387,15 +395,16 @@ def _speed_one(model, method: str, n_ctx: int, warm: int, steps: int, device: st
     el = next(model.parameters()).element_size()
     cache = _filled_cache(model, n_ctx, seed=n_ctx)
     policy, ctx = None, nullcontext()
-    if method in {m.name for m in tw.methods(kind="kv_policy")}:
-        opts = {} if method == "full" else {"budget": SPEED_BUDGET}
-        if method == "tidal_decode":
-            opts.update(selection_layer=0, reselection_layer=None)
-        policy = tw.create(method, **opts)
+    name, _, variant = method.partition(":")
+    if name in {m.name for m in tw.methods(kind="kv_policy")}:
+        opts = {} if name == "full" else {"budget": SPEED_BUDGET}
+        if name == "tidal_decode":
+            opts.update(selection_layer=0, reselection_layer=None, select_per=variant or "query_head")
+        policy = tw.create(name, **opts)
         ctx = policy(model)
     elif method.startswith("kvpress-decoding-"):
         cls = next(p for p in SPEED_PRESSES if _press_name(p) == "kvpress-" + method.removeprefix("kvpress-decoding-"))
-        press = _fraction_decoding_press()(base_press=getattr(kvpress, cls)(), compression_interval=INTERVAL, target_size=1,
+        press = _fraction_decoding_press()(base_press=getattr(kvpress, cls)(), compression_interval=warm, target_size=1,
                                            fraction=SPEED_BUDGET)  # fmt: skip
         ctx = press(model)
     times, held, read = [], [], []
@@ -417,9 +426,9 @@ def _speed_one(model, method: str, n_ctx: int, warm: int, steps: int, device: st
                 times.append(time.perf_counter() - t0)
                 lens = [layer.keys.shape[2] for layer in cache.layers]
                 held.append(sum(lens) / (L * (n_ctx + j + 1)))
-                if method == "tidal_decode" and policy.last_selection:
-                    k = {i: s.shape[-1] for i, s in policy.last_selection.items()}
-                    read.append(sum(k[i] * H if i in k else lens[i] * Hkv for i in range(L)) * 2 * D * el)
+                if name == "tidal_decode" and policy.last_selection:  # selected slots per selection head
+                    k = {i: s.shape[-1] * s.shape[1] for i, s in policy.last_selection.items()}
+                    read.append(sum(k[i] if i in k else lens[i] * Hkv for i in range(L)) * 2 * D * el)
                 else:  # attention reads every held key and value once (the token just written included)
                     read.append(sum(lens) * Hkv * 2 * D * el)
     times.sort()
@@ -449,24 +458,89 @@ def _speed_targets(method: str, n_ctx: int, ratio: float, device: str) -> str:
 def _speed(ctx, S) -> list[dict]:
     device = ctx.device
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-    methods = ["none", *SPEED_POLICIES, *("kvpress-decoding-" + _press_name(p).removeprefix("kvpress-") for p in SPEED_PRESSES)]
+    methods = SPEED_METHODS[bool(ctx.quick)]
     rows = []
     for shape in SPEED_SHAPES:
         model = _speed_model(shape, S["speed_layers"], device, dtype)
         for n_ctx in S["speed_ctx"]:
-            base = None
-            for method in methods:
-                m = _speed_one(model, method, n_ctx, S["speed_warm"], S["speed_steps"], device)
-                if method == "none":
-                    base = m
+            # no policy is measured first and last; its mean is the baseline (drift on a shared machine)
+            first = _speed_one(model, "none", n_ctx, S["speed_warm"], S["speed_steps"], device)
+            measured = [(m, _speed_one(model, m, n_ctx, S["speed_warm"], S["speed_steps"], device)) for m in methods]
+            last = _speed_one(model, "none", n_ctx, S["speed_warm"], S["speed_steps"], device)
+            base = dict(first)
+            base["decode_ms"] = (first["decode_ms"] + last["decode_ms"]) / 2
+            base["tokens_per_s"] = 1000.0 / base["decode_ms"]
+            base["baseline_spread"] = abs(first["decode_ms"] - last["decode_ms"]) / base["decode_ms"]
+            for method, m in [("none", base), *measured]:
                 m["throughput_ratio"] = m["tokens_per_s"] / base["tokens_per_s"]
                 m["attn_bytes_ratio"] = m["attn_bytes_per_token"] / base["attn_bytes_per_token"]
                 budget = 1.0 if method in ("none", "full") else SPEED_BUDGET
+                name, _, variant = method.partition(":")
                 params = {"shape": shape, "layers": S["speed_layers"], "dtype": str(dtype).removeprefix("torch."),
-                          "device": device, "target": _speed_targets(method, n_ctx, m["throughput_ratio"], device),
+                          "device": device, "target": _speed_targets(name, n_ctx, m["throughput_ratio"], device),
                           "cache": "pre-filled with random keys/values (no prefill)", "steps": S["speed_steps"]}  # fmt: skip
-                rows.append(_row("no-policy" if method == "none" else method, "kv-speed", budget, m, params))
+                if variant:
+                    params["select_per"] = variant
+                if name == "tidal_decode":
+                    params["dense_layers"] = 1
+                rows.append(_row("no-policy" if method == "none" else name, "kv-speed", budget, m, params))
         del model
+    return rows
+
+
+# ----------------------------------------------------------------------------- model families
+
+FAMILIES = {  # the families the docs name, as (config, model) classes of transformers, and the configs tried
+    "Llama": ("LlamaConfig", "LlamaForCausalLM", [{}]),
+    "Qwen2": ("Qwen2Config", "Qwen2ForCausalLM", [{}]),
+    "Qwen3": ("Qwen3Config", "Qwen3ForCausalLM", [{}]),
+    "Mistral": ("MistralConfig", "MistralForCausalLM", [{"sliding_window": 16}, {"sliding_window": None}]),
+    "Phi-3": ("Phi3Config", "Phi3ForCausalLM", [{"sliding_window": 16}, {"sliding_window": None}]),
+    "Gemma2": ("Gemma2Config", "Gemma2ForCausalLM", [{"sliding_window": 8}]),
+    "Gemma3": ("Gemma3TextConfig", "Gemma3ForCausalLM", [{"sliding_window": 8, "layer_types": ["sliding_attention", "full_attention"] * 2},
+                                                         {"sliding_window": 8}]),
+    "OLMo2": ("Olmo2Config", "Olmo2ForCausalLM", [{}]),
+}  # fmt: skip
+
+
+@torch.no_grad()
+def _families() -> list[dict]:
+    """Attach H2O at 25% to a tiny random model of each family and generate 8 tokens: supported
+    (held KV within the budget in every full-attention layer), or the error attach gives."""
+    import transformers
+    from transformers import DynamicCache
+
+    rows = []
+    for fam, (cfg_name, model_name, configs) in FAMILIES.items():
+        for over in configs:
+            cfg = dict(vocab_size=96, hidden_size=32, intermediate_size=64, num_hidden_layers=4, num_attention_heads=4,
+                       num_key_value_heads=2, head_dim=8, max_position_embeddings=512, pad_token_id=0, **over)  # fmt: skip
+            torch.manual_seed(0)
+            label = ", ".join(f"{k}={v if k != 'layer_types' else 'sliding/full'}" for k, v in over.items()) or "default"
+            try:
+                model = getattr(transformers, model_name)(getattr(transformers, cfg_name)(**cfg)).eval()
+            except (AttributeError, TypeError, ValueError) as e:
+                rows.append(_row("h2o", "models", 0.25, {"supported": 0.0}, {"family": fam, "config": label, "status": f"not in this transformers ({e})"}))
+                continue
+            policy = tw.create("h2o", budget=0.25)
+            try:
+                policy.attach(model)
+            except TypeError as e:
+                rows.append(_row("h2o", "models", 0.25, {"supported": 0.0}, {"family": fam, "config": label, "status": f"refused at attach: {e}"}))
+                continue
+            try:
+                x = torch.randint(2, 96, (1, 40))
+                cache = DynamicCache(config=model.config)
+                model.generate(x, attention_mask=torch.ones_like(x), past_key_values=cache, max_new_tokens=8, min_new_tokens=8,
+                               do_sample=False, pad_token_id=0)  # fmt: skip
+                managed = sorted(policy._managed)
+                held = max(cache.layers[i].keys.shape[2] for i in managed) / 48
+                status = f"supported: H2O at 25% holds at most {held:.0%} in full-attention layers {managed}"
+                if len(managed) < len(cache.layers):
+                    status += "; sliding-window layers keep their own window"
+                rows.append(_row("h2o", "models", 0.25, {"supported": 1.0, "kv_peak_fraction": held}, {"family": fam, "config": label, "status": status}))
+            finally:
+                policy.detach()
     return rows
 
 
@@ -517,6 +591,7 @@ def run(ctx) -> list[dict]:
 
     # ---- kv-speed: decode speed and bytes at the per-layer shapes of real models
     rows += _speed(ctx, S)
+    rows += _families()
     return rows
 
 
@@ -532,14 +607,25 @@ def _metric(task: str) -> str:
 
 
 def summary(rows: list[dict]) -> str:
-    """Accuracy (perplexity for prose) vs budget, one table per task; cost columns at 25%."""
+    """Per task: the KV actually held (peak over every step, fraction of the full cache) beside
+    the score at each budget; then the kv-speed table."""
     out = []
+    over = [r for r in rows if r["budget"]["task"] in ("retrieval", "recurrence", "prose") and "kv_peak_fraction" in r["metrics"]
+            and r["method"] not in ("tidal_decode", "full") and r["metrics"]["kv_peak_fraction"] > r["budget"]["fraction"] + r["metrics"].get("kv_slack", 0.0) + 1e-9]  # fmt: skip
+    out.append(
+        "Held KV: `kv_peak_fraction` is the most KV any row held after any forward (prefill included), as a fraction "
+        "of the full cache at that step; `kv_mean_fraction` its mean. Every cell reads `score (peak held)`. "
+        "TidalDecode holds the whole cache (it reads `budget` of it in its sparse layers). "
+        + ("Rows above budget + 1/T: " + ", ".join(f"{r['method']} {r['budget']['task']} {r['budget']['fraction']:.0%} "
+                                                 f"({r['metrics']['kv_peak_fraction']:.1%})" for r in over)
+           if over else "Every evicting row held at most budget + 1/T at every step.")  # fmt: skip
+    )
     for task in _tasks(rows):
         key = _metric(task)
         tr = [r for r in rows if r["budget"]["task"] == task]
         full = next((r for r in tr if r["method"] == "full"), None)
         budgets = sorted({r["budget"]["fraction"] for r in tr if r["method"] != "full"})
-        head = ["method", *[f"{int(b * 100)}%" for b in budgets], "kv ratio @25%", "time ratio @25%", "overhead ms @25%"]
+        head = ["method", *[f"{int(b * 100)}%: {key} (held)" for b in budgets], "mean held @25%", "time ratio @25%", "overhead ms @25%"]
         if task == "prose":
             head[-3:-3] = ["KL @25%", "greedy match @25%"]
         lines = [f"**{task}** ({key}; full cache: {full['metrics'][key]:.4g})" if full else f"**{task}**", "",
@@ -547,17 +633,43 @@ def summary(rows: list[dict]) -> str:
         for method in dict.fromkeys(r["method"] for r in tr if r["method"] != "full"):
             mr = {r["budget"]["fraction"]: r["metrics"] for r in tr if r["method"] == method}
             q = mr.get(0.25, {})
-            cells = [method, *[f"{mr[b][key]:.3g}" if b in mr else "" for b in budgets]]
+            cells = [method, *[f"{mr[b][key]:.3g} ({mr[b].get('kv_peak_fraction', float('nan')):.0%})" if b in mr else "" for b in budgets]]
+            cells.append(f"{q.get('kv_mean_fraction', float('nan')):.0%}")
             if task == "prose":
                 cells += [f"{q.get('kl', float('nan')):.3g}", f"{q.get('greedy_match', float('nan')):.3g}"]
-            cells += [f"{q.get('kv_ratio', float('nan')):.2f}", f"{q.get('time_ratio', float('nan')):.2f}",
-                      f"{q['overhead_ms']:.2f}" if "overhead_ms" in q else "n/a (kvpress)"]  # fmt: skip
+            cells += [f"{q.get('time_ratio', float('nan')):.2f}", f"{q['overhead_ms']:.2f}" if "overhead_ms" in q else "n/a (kvpress)"]
             lines.append("| " + " | ".join(cells) + " |")
         out.append("\n".join(lines))
     rec = [r for r in rows if r["budget"]["task"] == "recall"]
     if rec:
         out.append("**TidalDecode attention recall** (share of full attention mass on the selected tokens, sparse layers): "
                    + ", ".join(f"{int(r['budget']['fraction'] * 100)}%: {r['metrics']['attention_recall']:.3f}" for r in rec))  # fmt: skip
+    sp = [r for r in rows if r["budget"]["task"] == "kv-speed"]
+    if sp:
+        p0 = sp[0]["params"]
+        lines = [
+            f"**kv-speed** (decode, batch 1, {p0['layers']} layers with the per-layer shapes of the named model, vocab 256, "
+            f"{p0['dtype']} on {p0['device']}; the cache is pre-filled with random keys/values of the model's shape instead "
+            "of a prefill; eviction budget 25%; median step time after warm-up; ratios against no policy in the same run, "
+            "its time the mean of a run before and after the others). `attn bytes` counts the keys and values the model's "
+            "attention reads per token, all layers (hardware-free).", "",
+            "| shape | context | method | tokens/s | throughput vs no policy | held KV (peak) | attn bytes vs dense | peak mem MB | target |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]  # fmt: skip
+        for r in sp:
+            m, p = r["metrics"], r["params"]
+            name = r["method"] + (f" ({p['select_per']})" if "select_per" in p else "")
+            mem = f"{m['peak_mem_mb']:.0f}" if "peak_mem_mb" in m else "n/a (CPU)"
+            lines.append(f"| {p['shape']} | {m['context']} | {name} | {m['tokens_per_s']:.2f} | {m['throughput_ratio']:.2f}x | "
+                         f"{m['kv_peak_fraction']:.0%} | {m['attn_bytes_ratio']:.2f} | {mem} | {p['target']} |")  # fmt: skip
+        out.append("\n".join(lines))
+    fam = [r for r in rows if r["budget"]["task"] == "models"]
+    if fam:
+        lines = ["**Model families** (tiny random configs; a policy attached, 8 tokens generated)", "",
+                 "| family | config | status |", "|---|---|---|"]  # fmt: skip
+        for r in fam:
+            lines.append(f"| {r['params']['family']} | {r['params']['config']} | {r['params']['status']} |")
+        out.append("\n".join(lines))
     return "\n\n".join(out)
 
 
@@ -566,9 +678,9 @@ def headline(method: str, rows: list[dict]) -> str | None:
     for task in ("retrieval", "recurrence"):
         r = next((r for r in rows if r["budget"]["task"] == task and r["budget"]["fraction"] in (0.25, 1.0)), None)
         if r is not None:
-            held = r["metrics"].get("kv_ratio")
-            over = f" (holds {held:.0%} of the KV)" if held is not None and held > r["budget"]["fraction"] + 0.02 else ""
-            parts.append(f"{task} acc {r['metrics']['accuracy']:.2f} @ {int(r['budget']['fraction'] * 100)}% budget{over}")
+            held = r["metrics"].get("kv_peak_fraction")
+            what = f"holding {held:.0%} of the KV at peak" if held is not None else f"{int(r['budget']['fraction'] * 100)}% budget"
+            parts.append(f"{task} acc {r['metrics']['accuracy']:.2f} {what}")
     return "; ".join(parts) or None
 
 
@@ -581,9 +693,8 @@ def plots(rows: list[dict], out_dir) -> list[tuple[str, str]]:
     made = []
     tasks = _tasks(rows)
     if tasks:
-        # top row: the nominal budget; bottom row: the KV actually held (mean over decoding), where
-        # policies that keep a window or evict lazily can sit above their budget. TidalDecode
-        # holds everything (it attends to the budget), so it is only in the top row.
+        # top row: the KV actually held (peak over every step); bottom row: the nominal budget.
+        # TidalDecode holds everything (it reads the budget), so it is only in the bottom row.
         fig, axes = plt.subplots(2, len(tasks), figsize=(5.5 * len(tasks), 8.2), squeeze=False)
         names = list(dict.fromkeys(r["method"] for r in rows if r["method"] != "full"))
         color = {m: f"C{i}" if i < 10 else "k" for i, m in enumerate(names)}  # the same colour in both rows
@@ -591,22 +702,22 @@ def plots(rows: list[dict], out_dir) -> list[tuple[str, str]]:
             key = _metric(task)
             tr = [r for r in rows if r["budget"]["task"] == task]
             full = next((r for r in tr if r["method"] == "full"), None)
-            for row, xkey in enumerate(("fraction", "kv_ratio")):
+            for row, xkey in enumerate(("kv_peak_fraction", "fraction")):
                 ax = axes[row][col]
                 for method in dict.fromkeys(r["method"] for r in tr if r["method"] != "full"):
-                    if xkey == "kv_ratio" and method == "tidal_decode":
+                    if xkey != "fraction" and method == "tidal_decode":
                         continue
                     mr = [r for r in tr if r["method"] == method]
-                    pts = sorted((r["budget"]["fraction"] if xkey == "fraction" else r["metrics"].get("kv_ratio", float("nan")), r["metrics"][key]) for r in mr)
+                    pts = sorted((r["budget"]["fraction"] if xkey == "fraction" else r["metrics"].get(xkey, float("nan")), r["metrics"][key]) for r in mr)
                     peer = method.startswith("kvpress-")
                     style = "--" if peer else "-"
                     width = 2.5 if not peer and tw.get(method).paper else 1.2
                     ax.plot([q[0] for q in pts], [q[1] for q in pts], style, marker="o", lw=width, ms=3, label=method, color=color[method])
                 if full:
                     ax.axhline(full["metrics"][key], color="k", lw=0.8, ls=":", label="full cache")
-                ax.set_xlabel("KV budget (fraction of context)" if xkey == "fraction" else "KV actually held (fraction of the full cache, mean over decoding)")
+                ax.set_xlabel("KV held (peak over every step, fraction of the full cache)" if xkey != "fraction" else "nominal KV budget (fraction of context)")
                 ax.set_ylabel(key)
-                ax.set_title(f"{task}: vs {'budget' if xkey == 'fraction' else 'held KV'}")
+                ax.set_title(f"{task}: vs {'held KV' if xkey != 'fraction' else 'budget'}")
                 if key == "ppl":
                     ax.set_yscale("log")
         axes[0][-1].legend(fontsize=7, loc="best")
@@ -614,24 +725,27 @@ def plots(rows: list[dict], out_dir) -> list[tuple[str, str]]:
         fig.savefig(f"{out_dir}/kv_accuracy_vs_budget.png", dpi=110)
         plt.close(fig)
         made.append((
-            "KV policies (solid; P12/P45 thick) and kvpress presses (dashed): task score vs the nominal budget (top) "
-            "and vs the KV actually held (bottom; TidalDecode holds all of it and attends to the budget)",
+            "KV policies (solid; P12/P45 thick) and kvpress presses (dashed): task score vs the KV actually held at "
+            "peak (top) and vs the nominal budget (bottom; TidalDecode holds all of it and reads the budget)",
             "kv_accuracy_vs_budget.png",
         ))
-    tim = [r for r in rows if r["budget"]["task"] == "timing"]
-    if tim:
-        fig, ax = plt.subplots(figsize=(5.5, 4.2))
-        for method in dict.fromkeys(r["method"] for r in tim):
-            pts = sorted((r["metrics"]["context"], r["metrics"]["decode_ms"]) for r in tim if r["method"] == method)
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=method)
-        ax.set_xlabel("context length (tokens)")
-        ax.set_ylabel("decode ms / token (batch 1)")
-        ax.set_xscale("log", base=2)
-        ax.legend(fontsize=7)
+    sp = [r for r in rows if r["budget"]["task"] == "kv-speed"]
+    if sp:
+        groups = list(dict.fromkeys((r["params"]["shape"], r["metrics"]["context"]) for r in sp))
+        fig, axes = plt.subplots(1, len(groups), figsize=(3.6 * len(groups), 4.2), squeeze=False, sharey=True)
+        for ax, (shape, n_ctx) in zip(axes[0], groups):
+            g = [r for r in sp if r["params"]["shape"] == shape and r["metrics"]["context"] == n_ctx and r["method"] != "no-policy"]
+            labels = [r["method"] + (" (kv)" if r["params"].get("select_per") == "kv_head" else "") for r in g]
+            ax.bar(range(len(g)), [r["metrics"]["throughput_ratio"] for r in g], color=[f"C{i}" for i in range(len(g))])
+            ax.axhline(1.0, color="k", lw=0.8, ls=":")
+            ax.set_xticks(range(len(g)), labels, rotation=70, fontsize=7)
+            ax.set_title(f"{shape}, {n_ctx} tokens", fontsize=9)
+        axes[0][0].set_ylabel("decode throughput / no policy")
         fig.tight_layout()
         fig.savefig(f"{out_dir}/kv_decode_time.png", dpi=110)
         plt.close(fig)
-        made.append(("Decode time per token vs context length (25% budget; full cache at 100%)", "kv_decode_time.png"))
+        made.append(("kv-speed: decode throughput relative to no policy (same run), per model shape and context; "
+                     f"{sp[0]['params']['device']} figures", "kv_decode_time.png"))  # fmt: skip
     rec = [r for r in rows if r["budget"]["task"] == "recall"]
     if rec:
         fig, ax = plt.subplots(figsize=(4.5, 3.5))
