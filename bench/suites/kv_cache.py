@@ -14,17 +14,29 @@ here, ``tokenworks.kvcache.task_model``) at budgets of 10, 25, 50 and 75% of the
   of next-token distributions and the greedy-match length of free generation (``model.generate``
   for ours; kvpress's hook for its presses) from the same prompts.
 
-Costs, measured in the same run: ``kv_bytes`` (mean bytes of keys+values held over the decode
-steps) and ``kv_ratio`` to the full cache, ``decode_ms`` per token and ``time_ratio`` to the full
-cache (the model with no policy attached, ``sdpa`` attention), and ``overhead_ms`` (time spent
-in our policy code per decoding forward, all layers). The budget of our policies is a fraction
-of the real tokens seen so far, enforced at every compression; TidalDecode holds everything and
-attends to the budget. kvpress presses compress the prompt (``compression_ratio = 1 - budget``);
-in the streaming tasks kvpress's ``PrefillDecodingPress`` adds its ``DecodingPress``, which
-re-compresses every 16 steps to the same fraction of the tokens seen so far. ObservedAttention
-reads attention weights, so its rows run with eager attention (a cost that is its own).
-Plots: accuracy vs budget per task, decode time vs context length, TidalDecode's attention
-recall vs budget.
+Held KV, the budget that counts: ``kv_peak_fraction`` is the most KV held after any forward
+(prefill included) as a fraction of the full cache at that step, ``kv_mean_fraction`` its mean;
+tables and plots lead with it. Our policies keep ``ceil(budget x tokens seen)`` after every
+forward, windows, sinks and lagged eviction included (LazyEviction evicts ahead of its lag;
+SnapKV keeps the budget while decoding by its prefill scores). TidalDecode holds everything and
+reads the budget in its sparse layers. kvpress presses are charged the same way: the prefill
+press keeps what the budget allows after the decoding forwards before the next compression,
+and in the streaming tasks kvpress's ``DecodingPress`` (in a ``PrefillDecodingPress``)
+re-compresses every 16 steps (at most half the prompt's budget) ahead of its interval.
+ObservedAttention reads attention weights, so its rows run with eager attention (a cost that
+is its own). Also per row: ``kv_bytes``/``kv_ratio`` (mean bytes held over decoding),
+``decode_ms`` and ``time_ratio`` to the model with no policy (``sdpa``), and ``overhead_ms``
+(time in our policy code per decoding forward).
+
+``kv-speed``: decode speed at the per-layer shapes of Llama-3.2-1B and Qwen2.5-0.5B (random
+init, 2 layers in ``--quick``, 4 in the full variant; vocab 256), the cache pre-filled with
+random keys and values of the right shape instead of a prefill, at 2k and 8k tokens (32k in
+the full variant): tokens/s as a ratio to no policy in the same run, held KV, attention bytes
+read per token (hardware-free) and, on CUDA, peak memory; the issue's targets (``full``
+within 5% of no policy, eviction at 25% >= 1.5x at 32k, TidalDecode faster than dense at long
+context) judged per row, CPU figures said to be such. ``models``: a tiny random model of each
+family the docs name, supported or refused at attach. Plots: score vs held KV and vs budget
+per task, decode throughput ratios, TidalDecode's attention recall vs budget.
 """
 
 from __future__ import annotations
@@ -91,21 +103,24 @@ def _ahead(budget: float, seen: int, lag: int) -> int:
 def _press(cls_name: str, budget: float, streaming: bool, prompt_len: int, decode_steps: int = 0):
     """A kvpress press held to the same budget as our policies, charged the same way: at
     prefill it keeps ``_ahead(budget, prompt, lag)`` tokens, where lag is the decoding forwards
-    before its next compression (all of them for a prefill-only press, ``INTERVAL - 1`` when
-    streaming), so that the KV held after every forward is within ``ceil(budget x seen)``; for
-    streaming, kvpress's DecodingPress re-compresses every ``INTERVAL`` steps, likewise ahead of
-    its interval."""
+    before its next compression (all of them for a prefill-only press, the interval less one
+    when streaming), so that the KV held after every forward is within ``ceil(budget x seen)``;
+    for streaming, kvpress's DecodingPress re-compresses every ``INTERVAL`` steps (at most half
+    the prompt's budget), likewise ahead of its interval."""
     import kvpress
 
     cls = getattr(kvpress, cls_name)
     kw = {"window_size": min(32, prompt_len - 1)} if cls_name == "SnapKVPress" else {}
-    keep = _ahead(budget, prompt_len, INTERVAL - 1 if streaming else decode_steps)
+    # the decoding interval, at most half the prompt's budget (as our lagged policies): a longer lag
+    # could only be charged by emptying the cache
+    interval = max(1, min(INTERVAL, math.ceil(budget * prompt_len) // 2))
+    keep = _ahead(budget, prompt_len, interval - 1 if streaming else decode_steps)
     prefill = cls(compression_ratio=max(0.0, 1.0 - (keep + 0.5) / prompt_len), **kw)  # kvpress keeps int(K x (1 - ratio))
     if not streaming:
         return prefill
     # the decoding press scores with the hidden states buffered since its last compression
-    kw = {"window_size": INTERVAL // 2} if cls_name == "SnapKVPress" else {}
-    decoding = _fraction_decoding_press()(base_press=cls(**kw), compression_interval=INTERVAL, target_size=1, fraction=budget)
+    kw = {"window_size": max(1, interval // 2)} if cls_name == "SnapKVPress" else {}
+    decoding = _fraction_decoding_press()(base_press=cls(**kw), compression_interval=interval, target_size=1, fraction=budget)
     return kvpress.PrefillDecodingPress(prefilling_press=prefill, decoding_press=decoding)
 
 

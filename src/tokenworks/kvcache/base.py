@@ -25,17 +25,33 @@ The hook: ``score(view) -> (B, Hkv, K) | None``, called on every forward of ever
 attention for evicting policies and before it for sparse ones (``evicts = False``). Higher
 scores are kept; ``+inf`` marks tokens that must never be dropped (sinks, recent windows),
 ``-inf`` is set by the base for padding and empty slots. ``None`` means "nothing to do now".
-The base then keeps, per row and head, the top ``cap`` tokens (``cap`` = ``ceil(budget x real
-tokens seen)`` for a fraction, ``min(budget, real tokens)`` for a count, raised to the number
-of ``+inf`` tokens), ties broken by position (stable sort), and gathers keys, values and
-state. A sparse policy instead attends, in that layer only, to the top ``cap`` held tokens.
-When the base compresses is set by ``phase`` ("prefill", "decode", "both") and
-``compress_every()`` (lagged eviction). Attention probabilities are computed only on demand
+The base then keeps, per row and head, the top ``cap`` tokens and gathers keys, values and
+state. The budget is what is *held*: ``cap`` is ``ceil(budget x real tokens seen)`` for a
+fraction, ``min(budget, real tokens)`` for a count, and protected (``+inf``) tokens count
+against it (when they alone exceed it, the most recent of them stay: ties go to the later
+token). A lagged policy (``compress_every() > 1``) compresses ahead of its lag, to ``cap -
+(lag - 1)``, so that after every forward the cache holds at most ``ceil(budget x seen)``
+tokens; the lag is ``compress_every()`` but at most half the budget. (During one forward the
+new token is attended before the eviction: ``cap + 1`` slots at most.) A sparse policy
+(``evicts = False``) holds everything and, in its sparse layers, attends to the top ``cap``
+held tokens (per query head or per kv head). When the base compresses is set by ``phase``
+("prefill", "decode", "both", "never"). Attention probabilities are computed only on demand
 (``view.probs(last=n)`` for the last n queries, ``view.column_sums()`` in query chunks).
 
-Not supported, with a clear error: static/sliding-window/quantized caches, beam search (the
-cache is reordered behind the policy's back) and attention implementations other than
-``sdpa``/``eager``.
+Hot path. Counts (tokens seen, held per row, caps) are kept on the host, so a decoding step
+makes no device-to-host sync per layer (one per forward to read a padding mask when one is
+passed, none otherwise); a forward of one new token over a cache of real tokens passes no mask;
+``full`` (keeps everything) calls the model's own attention directly.
+
+Models. Full-attention layers are managed; sliding-window layers of hybrid models (Gemma2,
+Gemma3: ``config.layer_types``) keep their own window and are left alone. A model whose every
+layer is sliding-window (Mistral v0.1 or Phi-3 with ``config.sliding_window`` set) is refused
+at ``attach`` with advice (``config.sliding_window = None``). If the model builds a cache but
+no attention layer receives it (past_key_values not passed to ``self_attn``, or attention not
+routed through ``AttentionInterface``), the forward raises instead of running without policy.
+
+Not supported, with a clear error: static/offloaded/quantized caches, beam search (the cache is
+reordered behind the policy's back) and attention implementations other than ``sdpa``/``eager``.
 """
 
 from __future__ import annotations
@@ -117,7 +133,9 @@ class LayerView:
     (B, Hkv, K, D) everything the layer holds, the q new tokens last; ``pos``/``valid``
     (B, Hkv, K) real position and validity of each held slot; ``qpos``/``qvalid`` (B, q);
     ``state`` the method's per-token tensors (B, Hkv, K), to read and update in place
-    (assign ``view.state[name] = tensor``); ``cap`` (B,) tokens the budget allows per row;
+    (assign ``view.state[name] = tensor``); ``cap`` (B,) tokens kept per row at a compression
+    of this forward (the budget less the lag, see the module docstring); ``lag`` forwards until
+    the next compression;
     ``count`` (B,) real tokens seen so far per row.
     Scalars: ``layer``, ``num_layers``, ``step`` (0 for the first forward, the prefill),
     ``prefill``, ``compress`` (True when the base will compress after this call if scores
