@@ -56,3 +56,13 @@ def test_streaming_kvpress_presses_hold_the_budget_at_every_step(cls_name):
             assert held <= math.ceil(budget * t), (t, held)
             compressed |= t > prompt + 1 and held < cache.layers[0].keys.shape[2] + 0 or held < t
     assert compressed
+
+
+def test_speed_targets_are_judged_both_ways_on_made_up_ratios():
+    t = kv_cache._speed_targets
+    assert t("full", 2048, 0.96, "cpu").startswith("met") and t("full", 2048, 0.94, "cuda").startswith("missed")
+    assert t("full", 2048, 0.96, "cpu").endswith("(CPU figure)") and not t("full", 2048, 0.96, "cuda").endswith("(CPU figure)")
+    assert t("tidal_decode", 8192, 1.01, "cuda").startswith("met") and t("tidal_decode", 8192, 0.99, "cuda").startswith("missed")
+    assert t("tidal_decode", 2048, 0.5, "cuda") == "n.a."  # not long context
+    assert t("h2o", 32768, 1.5, "cuda").startswith("met") and t("h2o", 32768, 1.49, "cuda").startswith("missed")
+    assert t("h2o", 8192, 3.0, "cuda") == "n.a."  # the eviction target is at 32k
