@@ -54,7 +54,7 @@ def test_streaming_kvpress_presses_hold_the_budget_at_every_step(cls_name):
             model(input_ids=ids, past_key_values=cache, cache_position=pos, position_ids=pos[None])
             held = max(layer.keys.shape[2] for layer in cache.layers)
             assert held <= math.ceil(budget * t), (t, held)
-            compressed |= t > prompt + 1 and held < cache.layers[0].keys.shape[2] + 0 or held < t
+            compressed |= held < t
     assert compressed
 
 
