@@ -34,7 +34,7 @@ def _logits(model, x, policy=None, steps=6):
 
 
 @pytest.mark.parametrize("kind,over", SUPPORTED, ids=[k for k, _ in SUPPORTED])
-@pytest.mark.parametrize("name", ["h2o", "lazy_eviction", "snapkv", "tidal_decode"])
+@pytest.mark.parametrize("name", ["h2o", "lazy_eviction", "tidal_decode"])
 def test_supported_families(kind, over, name):
     model = tiny_family(kind, layers=4, **over)
     x = torch.randint(2, 96, (2, 40))
