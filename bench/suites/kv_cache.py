@@ -115,11 +115,13 @@ def _press(cls_name: str, budget: float, streaming: bool, prompt_len: int, decod
     # could only be charged by emptying the cache
     interval = max(1, min(INTERVAL, math.ceil(budget * prompt_len) // 2))
     keep = _ahead(budget, prompt_len, interval - 1 if streaming else decode_steps)
+    if cls_name == "StreamingLLMPress":  # kvpress asserts more held tokens than sinks at every compression
+        kw = {"n_sink": min(4, max(0, keep - 1))}
     prefill = cls(compression_ratio=max(0.0, 1.0 - (keep + 0.5) / prompt_len), **kw)  # kvpress keeps int(K x (1 - ratio))
     if not streaming:
         return prefill
     # the decoding press scores with the hidden states buffered since its last compression
-    kw = {"window_size": max(1, interval // 2)} if cls_name == "SnapKVPress" else {}
+    kw = {"window_size": max(1, interval // 2)} if cls_name == "SnapKVPress" else kw if cls_name == "StreamingLLMPress" else {}
     decoding = _fraction_decoding_press()(base_press=cls(**kw), compression_interval=interval, target_size=1, fraction=budget)
     return kvpress.PrefillDecodingPress(prefilling_press=prefill, decoding_press=decoding)
 
