@@ -26,6 +26,28 @@ def tiny_model(kind: str = "llama", layers: int = 4, attn: str = "sdpa", seed: i
     return model.eval()
 
 
+FAMILIES = {  # the families the kv-cache docs name: (config class, model class) in transformers
+    "llama": ("LlamaConfig", "LlamaForCausalLM"), "qwen2": ("Qwen2Config", "Qwen2ForCausalLM"),
+    "qwen3": ("Qwen3Config", "Qwen3ForCausalLM"), "mistral": ("MistralConfig", "MistralForCausalLM"),
+    "phi3": ("Phi3Config", "Phi3ForCausalLM"), "gemma2": ("Gemma2Config", "Gemma2ForCausalLM"),
+    "gemma3": ("Gemma3TextConfig", "Gemma3ForCausalLM"), "olmo2": ("Olmo2Config", "Olmo2ForCausalLM"),
+}  # fmt: skip
+
+
+def tiny_family(kind: str, layers: int = 4, seed: int = 0, **overrides):
+    """A tiny random-init model of a family (its config's defaults, small sizes)."""
+    import transformers
+
+    cfg_name, model_name = FAMILIES[kind]
+    cfg = dict(
+        vocab_size=96, hidden_size=32, intermediate_size=64, num_hidden_layers=layers, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=8, max_position_embeddings=512, pad_token_id=0, eos_token_id=1, bos_token_id=None,
+    )  # fmt: skip
+    cfg.update(overrides)
+    torch.manual_seed(seed)
+    return getattr(transformers, model_name)(getattr(transformers, cfg_name)(**cfg)).eval()
+
+
 def make_policy(name: str, budget=0.5, **kw):
     """A registered policy at ``budget`` with windows small enough for tiny contexts."""
     if name == "full":

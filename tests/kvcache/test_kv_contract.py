@@ -48,7 +48,7 @@ def test_budget_that_keeps_everything_changes_nothing(name, kind, llama, qwen2):
 
 
 @pytest.mark.parametrize("name", POLICIES)
-def test_compression_is_deterministic_finite_and_frees_memory(name, llama):
+def test_compression_is_deterministic_finite_and_frees_exactly_what_it_evicts(name, llama):
     x = torch.randint(2, 96, (2, 40))
     a, cache_a = _stream(llama, x, 8, make_policy(name, budget=0.25))
     b, _ = _stream(llama, x, 8, make_policy(name, budget=0.25))
@@ -56,8 +56,10 @@ def test_compression_is_deterministic_finite_and_frees_memory(name, llama):
     assert a.shape == (2, 40, 96) and a.dtype == torch.float32
     _, full = _stream(llama, x, 8)
     policy = make_policy(name, budget=0.25)
-    if policy.evicts and policy.phase != "never":
-        assert kv_bytes(cache_a) < 0.6 * kv_bytes(full)
+    if policy.evicts and policy.phase != "never":  # the bytes are those of the tokens held, at most the budget
+        held = [layer.keys.shape[2] for layer in cache_a.layers]
+        assert max(held) <= 10  # ceil(0.25 x 40)
+        assert kv_bytes(cache_a) == sum(held) * kv_bytes(full) // (40 * len(held))
     else:
         assert kv_bytes(cache_a) == kv_bytes(full)
 
@@ -84,24 +86,6 @@ def test_left_padded_batch_equals_rows_alone(name):
         assert torch.equal(batched.sequences[i, T:], alone.sequences[0, r.numel() :])
         for sb, sa in zip(batched.scores, alone.scores):
             torch.testing.assert_close(sb[i], sa[0], atol=2e-5, rtol=1e-4)
-
-
-@pytest.mark.parametrize("kind", ["llama", "qwen2", "mistral"])
-@pytest.mark.parametrize("name", POLICIES)
-def test_generate_greedy_and_sampling(name, kind, llama, qwen2, mistral):
-    model = {"llama": llama, "qwen2": qwen2, "mistral": mistral}[kind]
-    x = torch.randint(2, 96, (2, 32))
-    policy = make_policy(name, budget=0.5)
-    with policy(model), torch.no_grad():
-        g1 = model.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=6, do_sample=False, pad_token_id=0)
-        torch.manual_seed(3)
-        s1 = model.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=6, do_sample=True, pad_token_id=0)
-        torch.manual_seed(3)
-        s2 = model.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=6, do_sample=True, pad_token_id=0)
-    assert g1.shape == (2, 38) and torch.equal(g1[:, :32], x)
-    assert torch.equal(s1, s2)
-    # detached: the model is exactly as before
-    assert model.config._attn_implementation == "sdpa" and not hasattr(model, "_tokenworks_kv_policy")
 
 
 def test_manual_calls_get_true_positions_after_eviction(llama):
@@ -142,7 +126,7 @@ def test_other_bad_inputs(llama):
         tw.create("snapkv", kernel=4)
     # a count budget larger than the prompt, for a prompt-only method
     x = torch.randint(2, 96, (1, 20))
-    with tw.create("snapkv", budget=64, window=4)(llama), pytest.raises(ValueError, match="budget=64"):
+    with tw.create("snapkv", budget=64, window=4, decode_evict=False)(llama), pytest.raises(ValueError, match="budget=64"):
         llama(x)
     # unsupported models
     with pytest.raises(TypeError, match="model"):

@@ -10,10 +10,23 @@ token carries two numbers, updated at every step t (every query):
 A token is important at a step when the attention it receives (max over the query heads of
 its kv head) is at least ``alpha`` times the uniform share ``1 / visible tokens``.
 Eviction is lagged: it runs only every ``window`` decoding steps (the observation window),
-and the ``window`` most recent tokens are always kept (their recurrence is not yet observed).
-Among the others the base keeps the top ``cap`` of the recurrence score
+and the tokens that arrived since the last eviction are always kept (their recurrence is not
+yet observed). Among the others the base keeps the top of the recurrence score
 ``(mri + 1) / (t - last + 1)``: a token still inside its usual recurrence interval scores >= 1
 (it is expected back), a token silent for much longer than it ever was scores near 0.
+
+Budget (held, at every step). The protected window counts against the budget, and each
+eviction goes to ``cap - (lag - 1)`` so that the tokens arriving before the next eviction
+fit: after every forward the cache holds at most ``ceil(budget x seen)`` tokens. The lag is
+``window``, but at most half the budget (a lag as long as the budget would leave nothing to
+rank); the protected tokens are those that arrived during the lag. (Before, the window was
+added on top of the budget and the cache grew by ``window`` between evictions: up to 2.6x
+the budget at peak on a tiny Llama at 25%.)
+
+A limit of the mechanism: a token's recurrence interval is learned only from re-reads while it
+is held; until its first re-read a token scores like any token of its age, so with a small
+budget it can be evicted before its recurrence is ever observed (see the end-to-end test
+``test_a_periodically_reread_token_survives_lazy_eviction_not_h2o_or_tova``).
 
 Deviations (the official code was not available here; the paper's text fixes the mechanism,
 these details were chosen and are documented):
@@ -26,7 +39,8 @@ these details were chosen and are documented):
   same statistics gathered over the prompt's own queries (each prompt position is a step), so
   prompt-heavy tasks meet the same budget as the other methods; the paper targets short
   prompts and long outputs, where this changes little. Set it False for the paper's
-  decode-only behaviour.
+  decode-only behaviour (the prompt is then held whole until the first eviction, ``lag``
+  steps in: the budget is not kept before it).
 Prompt statistics are computed in query chunks with a cumulative max, never from a full
 T x T attention matrix.
 """
@@ -106,5 +120,5 @@ class LazyEviction(KVPolicy):
         last, mri = view.state["last"], view.state["mri"]
         now = view.qpos.amax(1).to(last.dtype)[:, None, None]  # (B, 1, 1) current step per row
         s = (mri + 1.0) / (now - last + 1.0)
-        recent = view.pos >= (view.count - self.window)[:, None, None]
+        recent = view.pos >= (view.count - view.lag)[:, None, None]  # arrived since the last eviction
         return s.masked_fill(recent & view.valid, float("inf"))
