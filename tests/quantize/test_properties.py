@@ -62,16 +62,6 @@ def test_binary_bits_are_exactly_0_1_at_inference_and_match_a_threshold():
     torch.testing.assert_close(quantized, q.proj_out(2 * expected - 1))
 
 
-def test_binary_training_samples_bernoulli_with_probability_p():
-    q = tw.create("binary", dim=4, bits=8).train()
-    x = torch.randn(1, 1, 4).expand(1, 4000, 4).contiguous()
-    _, idx, _ = q(x)
-    freq = q.bits_of(idx)[0].mean(0)
-    p = q.probabilities(x[:, :1])[0, 0].detach()
-    # 4000 draws per bit: standard error <= 0.008
-    torch.testing.assert_close(freq, p, atol=0.04, rtol=0)
-
-
 def test_binary_straight_through_gradient_equals_the_probability_gradient():
     q = tw.create("binary", dim=4, bits=6).eval()
     x = torch.randn(2, 3, 4, requires_grad=True)
