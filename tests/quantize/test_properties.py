@@ -74,40 +74,6 @@ def test_binary_straight_through_gradient_equals_the_probability_gradient():
     torch.testing.assert_close(g_st, x.grad)
 
 
-def test_vat_equals_a_loop_over_scales_and_tokens():
-    q = tw.create("vat", dim=6, codebook_size=32, scales=[1, 3, 8]).eval()
-    x = torch.randn(2, 8, 6)
-    quantized, idx, _ = q(x)
-    mu, _ = q.gaussian(x)
-    codebook = q.vq.codebook.detach()
-
-    def resample(seq, n):  # (M, D) -> (n, D) the same way, written with F.interpolate per row
-        t = seq.T[None]
-        mode = {"mode": "area"} if n < seq.shape[0] else {"mode": "linear", "align_corners": False}
-        return torch.nn.functional.interpolate(t, size=n, **mode)[0].T if n != seq.shape[0] else seq
-
-    for b in range(2):
-        residual, total, expected_idx = mu[b].detach(), torch.zeros(8, 6), []
-        for s in (1, 3, 8):
-            small = resample(residual, s)
-            ids = brute_force_nearest(small, codebook)
-            expected_idx += ids.tolist()
-            up = resample(codebook[ids], 8)
-            total += up
-            residual = residual - up
-        assert idx[b].tolist() == expected_idx
-        torch.testing.assert_close(quantized[b], total, rtol=1e-4, atol=1e-4)
-    assert q.index_shape(2, 8) == (2, 12)
-
-
-def test_vat_kl_is_zero_for_a_standard_normal_latent():
-    q = tw.create("vat", dim=4, codebook_size=8, scales=[1, 2], kl_weight=1.0, commitment_weight=0.0).eval()
-    torch.nn.init.zeros_(q.to_gaussian.weight)
-    torch.nn.init.zeros_(q.to_gaussian.bias)  # mu = 0, log_var = 0: KL(N(0,1) || N(0,1)) = 0
-    _, _, aux = q(torch.randn(2, 4, 4))
-    assert aux.item() == pytest.approx(0.0, abs=1e-6)
-
-
 def test_invalid_budgets_are_rejected_with_the_field_name():
     with pytest.raises(ValueError, match="codebook_size must be >= 2"):
         tw.create("vq", dim=4, codebook_size=1)
