@@ -13,7 +13,9 @@ Rows at equal bytes (8-bit codes, 7 / 31 indices):
 - ``vq-single-scale``: the same model with one VQ index per token (7 / 31 tokens, same
   256-code collapse-proof codebook, no Gaussian, no scales);
 - ``random-subset``: floor(bytes / 3) input points kept with 8-bit coordinates (3 bytes each);
-- ``input-256``: the 256-point input itself (float32, 3 kB), the sampling floor of the metrics.
+- ``input-256``: the 256-point input itself (float32, 3 kB), the sampling floor of the metrics;
+- ``vat-prefix``: a VAT model's tokens decoded from their first k scales only (fewer bytes; the
+  decoder was trained on full codes only).
 """
 
 from __future__ import annotations
@@ -85,6 +87,12 @@ def run(ctx) -> Any:
             "budget": {"bytes": metrics["bytes"]},
             "metrics": metrics | {"trained_now": bool(timing)},
         }  # fmt: skip
+        if method == "vat":  # coarse-to-fine: the same tokens decoded from their first k scales
+            for k in range(1, len(BUDGETS[nbytes])):
+                pm = evaluate_pointcloud_tokenizer(tok, inputs, targets, levels=k, device=ctx.device)
+                yield {"family": "VIS", "method": "vat-prefix", "paper": None,
+                       "params": {"model_bytes": nbytes, "levels": k, **opts["quantizer_options"]},
+                       "budget": {"bytes": pm["bytes"]}, "metrics": pm}  # fmt: skip
     for nbytes in BUDGETS:
         sub = _random_subset(inputs, nbytes, seed=0)
         yield {"family": "VIS", "method": "random-subset", "paper": None, "params": {"points": sub.shape[1], "coordinate_bits": 8},

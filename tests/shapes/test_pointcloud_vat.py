@@ -70,3 +70,18 @@ def test_bad_options_are_named():
         PointCloudTokenizer(**{**VAT, "heads": 3})
     with pytest.raises(ValueError, match="points must have shape"):
         PointCloudTokenizer(**VAT).encode_latents(torch.zeros(2, 5, 2))
+
+
+def test_prefix_decoding_uses_fewer_bytes():
+    from tokenworks.shapes import evaluate_pointcloud_tokenizer
+
+    torch.manual_seed(0)
+    tok = PointCloudTokenizer(**VAT)
+    tok.train()
+    tok(clouds())
+    x = clouds(seed=3)
+    full = evaluate_pointcloud_tokenizer(tok, x[:, :32], x)
+    first = evaluate_pointcloud_tokenizer(tok, x[:, :32], x, levels=1)
+    assert full["bytes"] == 7 * 4 / 8 and first["bytes"] == 1 * 4 / 8
+    with pytest.raises(ValueError, match="multi-scale"):
+        PointCloudTokenizer(**{**VAT, "num_tokens": 7, "quantizer": "vq", "quantizer_options": {"codebook_size": 16}}).decode(torch.zeros(1, 7, dtype=torch.long), 1)

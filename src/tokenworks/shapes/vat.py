@@ -122,8 +122,13 @@ class PointCloudTokenizer(nn.Module):
         return self.quant(self.encode_latents(points))[1]
 
     @torch.no_grad()
-    def decode(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.decode_latents(self.quant.indices_to_codes(ids))
+    def decode(self, ids: torch.Tensor, levels: int | None = None) -> torch.Tensor:
+        """Points from indices; ``levels=k`` (``vat`` only) decodes from the first k scales."""
+        if levels is None:
+            return self.decode_latents(self.quant.indices_to_codes(ids))
+        if not hasattr(self.quant, "cells"):
+            raise ValueError(f"levels needs a multi-scale quantizer ('vat'), got {self.quantizer!r}")
+        return self.decode_latents(self.quant.decode_indices(ids.long(), levels=levels))
 
     @property
     def bits(self) -> float:
@@ -180,16 +185,18 @@ def train_pointcloud_tokenizer(tok: PointCloudTokenizer, pool: torch.Tensor, *, 
 
 @torch.no_grad()
 def evaluate_pointcloud_tokenizer(tok: PointCloudTokenizer, inputs: torch.Tensor, targets: torch.Tensor, *,
-                                  threshold: float = 0.05, device: str = "cpu") -> dict:  # fmt: skip
-    """Encode ``inputs`` (B, P, 3), decode, and score against ``targets`` (B, M, 3) (fresh surface
-    samples of the same shapes): Chamfer (squared L2, x1000), F-score at ``threshold``, bytes."""
+                                  threshold: float = 0.05, levels: int | None = None, device: str = "cpu") -> dict:  # fmt: skip
+    """Encode ``inputs`` (B, P, 3), decode (from the first ``levels`` scales only, if given), and
+    score against ``targets`` (B, M, 3) (fresh surface samples of the same shapes): Chamfer
+    (squared L2, x1000), F-score at ``threshold``, bytes of the indices used."""
     tok = tok.to(device).eval()
     ids = tok.encode(inputs.to(device))
-    recon = tok.decode(ids).cpu()
+    recon = tok.decode(ids, levels).cpu()
+    bits = tok.bits if levels is None else sum(tok.quant.cells[:levels]) * math.log2(tok.quant.codebook_size)
     return {
         "chamfer_x1000": 1000 * float(chamfer_distance(recon, targets).mean()),
         "f_score": float(f_score(recon, targets, threshold=threshold).mean()),
-        "bytes": tok.bits / 8,
+        "bytes": bits / 8,
         "indices": int(math.prod(tok.quant.index_shape(1, tok.num_tokens))),
         "distinct_codes_per_shape": distinct_codes_per_image(ids.cpu()),
         "position_entropy": position_entropy(ids.cpu()),
