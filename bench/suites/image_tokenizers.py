@@ -82,7 +82,7 @@ def _titok(k: int, **kw) -> dict:
     return {"num_latents": k, "quantizer": "fsq", "quantizer_options": FSQ, **kw}
 
 
-_ROBUST_VQ = {"codebook_size": 1024, "dead_code_threshold": 1.0, "anneal_steps": STEPS}
+_ROBUST_VQ = {"codebook_size": 1024, "dead_code_threshold": 1.0, "anneal_end": STEPS}
 _2D = {"width": 32, "latent_dim": 16, "quantizer": "fsq"}
 
 PRESETS: dict[str, Preset] = {
@@ -103,9 +103,9 @@ PRESETS: dict[str, Preset] = {
     "textok-32": Preset("textok", _titok(32), "textok"),
     "gigatok-16": Preset("gigatok", _titok(16), "gigatok", grid=True),
     "vavae-7x7": Preset("vavae", {**_2D, "downsample": 4, "quantizer_options": FSQ}, "vavae", grid=True),
-    "robustok-16": Preset("titok", {"num_latents": 16, "quantizer": "robustok", "quantizer_options": {**_ROBUST_VQ, "rate": 0.5, "final_rate": 0.1}},
+    "robustok-16": Preset("titok", {"num_latents": 16, "quantizer": "robustok", "quantizer_options": {**_ROBUST_VQ, "alpha": 1.0, "beta": 0.1, "delta": 8}},
                           "robustok", note="TiTok + RobusTok VQ", grid=True, extra=("perturb",)),  # fmt: skip
-    "vq-16": Preset("titok", {"num_latents": 16, "quantizer": "robustok", "quantizer_options": {**_ROBUST_VQ, "rate": 0.0, "final_rate": 0.0}},
+    "vq-16": Preset("titok", {"num_latents": 16, "quantizer": "robustok", "quantizer_options": {**_ROBUST_VQ, "beta": 0.0}},
                     "titok", note="control: same VQ, no perturbation", extra=("perturb",)),  # fmt: skip
     "digit-16": Preset("digit", {"grid": 4}, "digit", grid=True),
 }
