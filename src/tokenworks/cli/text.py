@@ -80,15 +80,18 @@ def train_zett_hypernet_cmd(
     identity_steps: Annotated[Optional[int], typer.Option(help="Identity warm-up steps (default: the committed recipe)")] = None,
     fp16: Annotated[bool, typer.Option("--fp16", help="Save weights in float16 (for assets/)")] = False,
     device: Annotated[str, typer.Option()] = "cpu",
+    corpus: Annotated[Optional[list[str]], typer.Option("--corpus", help="Training corpus, repeatable: prose, legal (default: both)")] = None,
 ) -> None:
-    """Train the ZeTT hypernetwork (P29) of the reference LM on prose + legal text (resumable)."""
+    """Train the ZeTT hypernetwork (P29) of the reference LM on prose + legal text (resumable).
+    `--corpus prose` trains the control that never sees legal text (assets/text/zett-hypernet-prose)."""
     from dataclasses import replace
 
     from tokenworks.io import atomic_dir, cache_dir
-    from tokenworks.text.zett import HypernetTrainConfig, reference_hypernet, train_reference_hypernet
+    from tokenworks.text.zett import REFERENCE_CORPORA, HypernetTrainConfig, _check_corpora, reference_hypernet, reference_name, train_reference_hypernet
 
     config = HypernetTrainConfig()
     try:
+        corpora = _check_corpora(corpus or REFERENCE_CORPORA)
         if steps is not None:
             config = replace(config, steps=steps, warmup=min(config.warmup, steps))
         if identity_steps is not None:
@@ -96,12 +99,13 @@ def train_zett_hypernet_cmd(
     except (TypeError, ValueError) as e:
         fail(str(e))
     if out is None and not fp16 and steps is None and identity_steps is None:
-        reference_hypernet(device=device)
+        reference_hypernet(device=device, corpora=corpora)
         console.print("ZeTT hypernetwork ready (cache or assets)")
         return
-    target = out or cache_dir("models", "text", "zett-hypernet")
+    name = reference_name(corpora).split("/")[-1]
+    target = out or cache_dir("models", "text", name)
     with atomic_dir(target) as tmp:
         info = train_reference_hypernet(
-            tmp, config, ckpt_dir=cache_dir("runs", f"zett-hypernet-{config.identity_steps}-{config.steps}"), device=device, fp16=fp16
+            tmp, config, ckpt_dir=cache_dir("runs", f"{name}-{config.identity_steps}-{config.steps}"), device=device, fp16=fp16, corpora=corpora
         )
     console.print(f"saved to {target}: {info}")
