@@ -7,6 +7,7 @@ import tokenworks as tw
 from tokenworks.data import load_legal, load_prose
 
 SMALL_VOCAB = 512
+KL3M_VOCAB = 2048  # the full KL3M custom-token set (~1,700 tokens) needs more than 512 entries
 
 
 @pytest.fixture(scope="session")
@@ -20,9 +21,9 @@ def trained(small_corpus):
     """name -> (recipe, tokenizer) for every registered recipe, trained at a small vocabulary."""
     out = {}
     for m in tw.methods(kind="text_tokenizer"):
-        recipe = m.create(vocab_size=SMALL_VOCAB)
+        recipe = m.create(vocab_size=KL3M_VOCAB if m.name == "kl3m_domain_bpe" else SMALL_VOCAB)
         out[m.name] = (recipe, recipe.train(small_corpus))
-    uncased = tw.create("kl3m_domain_bpe", vocab_size=SMALL_VOCAB, cased=False)  # the normalizing variant
+    uncased = tw.create("kl3m_domain_bpe", vocab_size=KL3M_VOCAB, cased=False)  # the normalizing variant
     out["kl3m_domain_bpe-uncased"] = (uncased, uncased.train(small_corpus))
     return out
 
@@ -36,7 +37,7 @@ def source_tokenizer(small_corpus):
 @pytest.fixture(scope="session")
 def target_tokenizer():
     """A different tokenizer (KL3M legal recipe on other documents) to transfer onto."""
-    return tw.create("kl3m_domain_bpe", vocab_size=512).train(list(load_legal("train").documents[40:80]))
+    return tw.create("kl3m_domain_bpe", vocab_size=KL3M_VOCAB).train(list(load_legal("train").documents[40:80]))
 
 
 def tiny_llama(tokenizer, *, tied: bool = True, dim: int = 32, seed: int = 0):

@@ -5,7 +5,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tokenworks as tw
-from tokenworks.text import legal_fixed_tokens, load_tokenizer, read_text_folder, token_bytes
+from tokenworks.text import kl3m_custom_tokens, legal_fixed_tokens, load_tokenizer, read_text_folder, token_bytes
 from tokenworks.text.vocab import backend, byte_level_table
 
 RECIPES = [m.name for m in tw.methods(kind="text_tokenizer")]
@@ -54,7 +54,7 @@ def test_exported_tokenizer_json_loads_in_transformers_and_tokenizers(trained, n
     assert again(text, add_special_tokens=False)["input_ids"] == want
     assert Tokenizer.from_file(str(tmp_path / "tokenizer.json")).encode(text, add_special_tokens=False).ids == want
     assert load_tokenizer(tmp_path).decode(want) == recipe.normalize(text)
-    assert tok.eos_token == "<|endoftext|>" and tok.pad_token == "<|pad|>"
+    assert tok.eos_token == ("<|end|>" if name.startswith("kl3m_domain") else "<|endoftext|>") and tok.pad_token == "<|pad|>"
 
 
 @pytest.mark.parametrize("name", VARIANTS)
@@ -78,20 +78,59 @@ def test_char_bpe_never_builds_a_token_longer_than_three_characters(trained, sma
 
 def test_domain_bpe_fixed_tokens_power_of_two_and_uncased_variant(trained, small_corpus):
     recipe, tok = trained["kl3m_domain_bpe"]
-    assert len(tok) == 512 and (len(tok) & (len(tok) - 1)) == 0
+    assert len(tok) == 2048 and (len(tok) & (len(tok) - 1)) == 0
     vocab = tok.get_vocab()
     assert all(t in vocab for t in legal_fixed_tokens())
     ids = tok("see (a) and GPL-2.0, not LGPL-2.0", add_special_tokens=False)["input_ids"]
     pieces = tok.convert_ids_to_tokens(ids)
     assert "(a)" in pieces and pieces.count("GPL-2.0") == 1  # single_word: no match inside LGPL-2.0
-    # a vocabulary that is not a power of two is padded up to the next one
-    padded = tw.create("kl3m_domain_bpe", vocab_size=600).train(small_corpus)
-    assert len(padded) == 1024
+    # a vocabulary that is not a power of two is padded up to the next one (whitespace runs)
+    padded = tw.create("kl3m_domain_bpe", vocab_size=2100).train(small_corpus)
+    assert len(padded) == 4096 and " " * 500 in padded.get_vocab()
     # uncased: lower-casing normalizer, fixed tokens lower-cased
-    unc = tw.create("kl3m_domain_bpe", vocab_size=512, cased=False)
+    unc = tw.create("kl3m_domain_bpe", vocab_size=2048, cased=False)
     utok = unc.train(small_corpus)
     assert utok.decode(utok("GNU General PUBLIC License", add_special_tokens=False)["input_ids"]) == "gnu general public license"
-    assert "(A)" not in utok.get_vocab() and "gpl-2.0" in utok.get_vocab()
+    assert "(A)" not in utok.get_vocab() and "gpl-2.0" in utok.get_vocab() and "<DIV" not in utok.get_vocab()
+
+
+# written from KL3M's get_custom_tokens / train_tokenizer (kl3m_004), item by item
+KL3M_EXPECTED = [
+    "  ", " " * 8, "\t\t", "\r" * 8, "\n" * 5, "\r\n", "\t ",  # whitespace
+    "##", "######", "**", "~~", "```", "![", "ftp://", "tel:", "://", "..", "-" * 8, "==", "__", "~" * 8,  # markdown
+    "<html", "<HTML", "<column", "</textarea>", "</h4>", " href=", " ID=", " class=",  # html
+    '{"', '"}', '["', '"]', '":', '","', '":"', "null", "true", "false",  # json
+    "<!--", "-->", "<![CDATA[", "]]>", "<?xml", "<xml", "</xml>",  # xml
+    "1776", "1999", "2049",  # years
+    "(a)", "(Z)", "(1)", "(99)", "(ii)", "(IX)", "10", "999",  # citations and section numbers
+]
+KL3M_NOT = ["1775", "2050", "(100)", "1000", "9", "#", "(i)x", " " * 9, "</HTML>"]
+KL3M_SPECIAL = ["<|start|>", "<|end|>", "<|pad|>", "<|unk|>", "<|sep|>", "<|cls|>", "<|mask|>",
+                "<|system|>", "</|system|>", "<|user|>", "</|user|>", "<|instruction|>", "</|instruction|>"]  # fmt: skip
+
+
+def test_kl3m_custom_tokens_and_special_tokens_follow_the_official_recipe(trained):
+    full = set(kl3m_custom_tokens())
+    assert set(KL3M_EXPECTED) <= full and not (set(KL3M_NOT) & full)
+    assert all(len(t) > 1 for t in full)
+    # group sizes as in the official code: 274 years, 990 section numbers, 37 tags
+    assert len(kl3m_custom_tokens(["years"])) == 274
+    assert len(kl3m_custom_tokens(["html"])) == 37 * 3 + 12
+    assert len([t for t in kl3m_custom_tokens(["citations"]) if t.isdigit()]) == 990
+    recipe, tok = trained["kl3m_domain_bpe"]
+    assert list(recipe.special_tokens) == KL3M_SPECIAL
+    added = {a.content: a for a in backend(tok).get_added_tokens_decoder().values()}
+    assert all(added[t].special for t in KL3M_SPECIAL)
+    assert (tok.bos_token, tok.eos_token, tok.pad_token, tok.mask_token) == ("<|start|>", "<|end|>", "<|pad|>", "<|mask|>")
+    vocab = tok.get_vocab()
+    assert all(t in vocab for t in kl3m_custom_tokens())
+    text = '<div class="x">{"a": null}</div> ## Sec. 10 (b) in 1999 ~~~~'
+    assert tok.decode(tok(text, add_special_tokens=False)["input_ids"]) == text
+    # groups select subsets; unknown groups are refused by name
+    small = tw.create("kl3m_domain_bpe", vocab_size=512, custom_tokens=["json", "xml"])
+    assert small.n_fixed == 17
+    with pytest.raises(ValueError, match="custom_tokens: unknown group"):
+        tw.create("kl3m_domain_bpe", custom_tokens=["emoji"])
 
 
 def test_byte_level_table_matches_the_engine():
@@ -108,18 +147,19 @@ def test_byte_level_table_matches_the_engine():
 @pytest.mark.parametrize("name", RECIPES)
 def test_bad_inputs_give_clear_errors(name):
     info = tw.get(name)
+    V = 2048 if name == "kl3m_domain_bpe" else 512
     with pytest.raises(ValueError, match="texts is empty"):
-        info.create(vocab_size=512).train([])
+        info.create(vocab_size=V).train([])
     with pytest.raises(ValueError, match="all empty or whitespace"):
-        info.create(vocab_size=512).train(["", "  \n"])
+        info.create(vocab_size=V).train(["", "  \n"])
     with pytest.raises(TypeError, match=r"texts\[1\] must be a str"):
-        info.create(vocab_size=512).train(["abc", b"bytes"])
+        info.create(vocab_size=V).train(["abc", b"bytes"])
     with pytest.raises(TypeError, match="single str"):
-        info.create(vocab_size=512).train("just one string")
+        info.create(vocab_size=V).train("just one string")
     with pytest.raises(ValueError, match="vocab_size must be >= .*alphabet"):
         info.create(vocab_size=200)
     with pytest.raises(ValueError, match="min_frequency must be >= 1"):
-        info.create(vocab_size=512, min_frequency=0)
+        info.create(vocab_size=V, min_frequency=0)
 
 
 def test_recipe_options_are_validated_by_name():

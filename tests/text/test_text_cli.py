@@ -48,7 +48,7 @@ def test_cli_errors_are_clear(tmp_path, small_corpus):
     r = runner.invoke(app, ["tokenizer", "train", str(tmp_path / "nope"), "--out", str(tmp_path / "x")])
     assert r.exit_code == 2 and "does not exist" in said(r)
     (folder / "bad.txt").write_bytes(b"\xff\xfe bad")
-    r = runner.invoke(app, ["tokenizer", "train", str(folder), "--out", str(tmp_path / "x"), "--vocab-size", "1024"])
+    r = runner.invoke(app, ["tokenizer", "train", str(folder), "--out", str(tmp_path / "x"), "--vocab-size", "2048"])
     assert r.exit_code == 2 and "not valid UTF-8" in said(r) and "bad.txt" in said(r)
     r = runner.invoke(app, ["tokenizer", "eval", str(tmp_path), str(folder)])
     assert r.exit_code == 2 and "no tokenizer at" in said(r)

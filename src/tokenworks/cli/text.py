@@ -108,14 +108,20 @@ def train_zett_hypernet_cmd(
     fp16: Annotated[bool, typer.Option("--fp16", help="Save weights in float16 (for assets/)")] = False,
     device: Annotated[str, device_option()] = "cpu",
     seed: Annotated[Optional[int], typer.Option(help="Seeds the initialisation and the data order (default: the recipe's)", min=0, max=2**31 - 1)] = None,
+    corpus: Annotated[Optional[list[str]], typer.Option("--corpus", help="Training corpus, repeatable: prose, legal (default: both)")] = None,
     overwrite: Annotated[bool, overwrite_option()] = False,
 ) -> None:
-    """Train the ZeTT hypernetwork (P29) of the reference LM on prose + legal text (resumable)."""
+    """Train the ZeTT hypernetwork (P29) of the reference LM on prose + legal text (resumable).
+    `--corpus prose` trains the control that never sees legal text (assets/text/zett-hypernet-prose)."""
     from dataclasses import replace
 
     from tokenworks.io import atomic_dir, cache_dir, prepare_output
-    from tokenworks.text.zett import HypernetTrainConfig, reference_hypernet, train_reference_hypernet
+    from tokenworks.text.zett import REFERENCE_CORPORA, HypernetTrainConfig, _check_corpora, reference_hypernet, reference_name, train_reference_hypernet
 
+    try:
+        corpora = _check_corpora(corpus or REFERENCE_CORPORA)
+    except (TypeError, ValueError) as e:
+        fail(str(e), "--corpus")
     config = HypernetTrainConfig()
     if steps is not None:
         config = replace(config, steps=steps, warmup=min(config.warmup, steps))
@@ -126,13 +132,14 @@ def train_zett_hypernet_cmd(
     if out is not None:
         prepare_output(out, overwrite=overwrite)
     if out is None and not fp16 and steps is None and identity_steps is None and seed is None:
-        reference_hypernet(device=device)
+        reference_hypernet(device=device, corpora=corpora)
         console.print("ZeTT hypernetwork ready (cache or assets)")
         return
-    target = out or cache_dir("models", "text", "zett-hypernet")
-    run = f"zett-hypernet-{config.identity_steps}-{config.steps}" + (f"-seed{seed}" if seed is not None else "")
+    name = reference_name(corpora).split("/")[-1]
+    target = out or cache_dir("models", "text", name)
+    run = f"{name}-{config.identity_steps}-{config.steps}" + (f"-seed{seed}" if seed is not None else "")
     with atomic_dir(target, overwrite=overwrite, owned=out is None) as tmp:
         info = train_reference_hypernet(
-            tmp, config, ckpt_dir=cache_dir("runs", run), device=device, fp16=fp16
+            tmp, config, ckpt_dir=cache_dir("runs", run), device=device, fp16=fp16, corpora=corpora
         )
     console.print(f"saved to {target}: {info}")

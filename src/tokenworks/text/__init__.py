@@ -10,7 +10,7 @@ from tokenworks.text.byte_bpe import ByteBPE
 from tokenworks.text.corpus import check_texts, read_text_folder
 from tokenworks.text.dynamic_bpe import DynamicBPE
 from tokenworks.text.kl3m_char import KL3MCharBPE
-from tokenworks.text.kl3m_domain import KL3MDomainBPE, legal_fixed_tokens
+from tokenworks.text.kl3m_domain import KL3MDomainBPE, kl3m_custom_tokens, legal_fixed_tokens
 from tokenworks.text.metrics import (
     NoisyText,
     boundary_changes,
@@ -56,6 +56,7 @@ __all__ = [
     "decompose",
     "evaluate_tokenizer",
     "fertility",
+    "kl3m_custom_tokens",
     "legal_fixed_tokens",
     "load_tokenizer",
     "ocr_noise",

@@ -1,5 +1,5 @@
 """The token-merger interface: shorten a batch of token sequences by merging adjacent tokens
-*within words*, embed the merged tokens, prefill a frozen LM with them.
+*within pre-tokens*, embed the merged tokens, prefill a frozen LM with them.
 
     m = tw.create("dynamic_bpe", merges=256)
     batch = m.merge(input_ids, tokenizer)               # MergedBatch; batch.ids() == input_ids
@@ -8,19 +8,30 @@
     text = m.generate(model, tokenizer, prompts, tw.create("zett"), max_new_tokens=32)
 
 A merged token (a *unit*) is a tuple of original ids; a sequence of units flattens back to the
-original ids exactly, so merging is reversible by construction. Two adjacent units may join
-only inside a word: the last byte of the left unit and the first byte of the right one are
-both word bytes (ASCII letters and digits, or any byte of a non-ASCII character), so a unit
-never spans a space or punctuation. The base does the mechanics -- word bytes, pair counts,
-applying a merge left to right, embeddings (a one-token unit keeps the model's own embedding;
-longer units come from an ``EmbeddingTransfer``: the ZeTT hypernetwork or the mean), prefill
-and scoring; a merger implements one hook, ``select(counts)``: the next pair to merge.
+original ids exactly, so merging is reversible by construction.
+
+Word boundaries are the tokenizer's own: each sequence's text (the bytes of its tokens) is run
+through the tokenizer's pre-tokenizer (``tokenizers``' ``pre_tokenize_str``), and two adjacent
+units may join only when the byte position between them lies strictly inside one pre-token
+(for GPT-2-style tokenizers: " licensed" may become one unit, " the" + "," may not). A
+boundary inside a multi-byte character is always joinable; a special token never joins.
+
+Merging is vectorized: the batch is one flat tensor of unit ids with a "joinable" flag per
+boundary; each step counts the joinable adjacent pairs with ``torch.unique`` over pair keys,
+picks a pair (the hook ``select``), and replaces every non-overlapping occurrence (left to
+right) with one tensor operation. The cost per merge is a sort of the batch's pairs, with no
+Python loop over tokens.
+
+Embeddings: ``unmerged="transfer"`` (the default, the paper's choice: in the official code
+every token of the dynamically tokenized batch, merged or not, gets its embedding from the
+hypernetwork; only special tokens keep the model's own) or ``unmerged="original"`` (tokens left
+alone keep the model's own embedding; only merged units come from the transfer method).
+A merger implements one hook, ``select``.
 """
 
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -28,16 +39,57 @@ from typing import ClassVar
 import torch
 
 from tokenworks.text.transfer import EmbeddingTransfer, lm_embeddings
-from tokenworks.text.vocab import token_bytes
+from tokenworks.text.vocab import backend, token_bytes
 
-__all__ = ["MergedBatch", "TokenMerger", "word_byte"]
+__all__ = ["MergedBatch", "TokenMerger", "joinable_boundaries"]
 
 Unit = tuple[int, ...]
+UNMERGED = ("transfer", "original")
 
 
-def word_byte(b: int) -> bool:
-    """ASCII letter or digit, or any byte of a non-ASCII UTF-8 character."""
-    return b >= 0x80 or (0x30 <= b <= 0x39) or (0x41 <= b <= 0x5A) or (0x61 <= b <= 0x7A)
+def _char_byte_offsets(data: bytes) -> tuple[str, list[int]]:
+    """``data`` as text for the pre-tokenizer (each invalid byte -> one U+FFFD) and the byte
+    offset of every character start (plus the end)."""
+    text = data.decode("utf-8", errors="surrogateescape")
+    offsets, pos = [0], 0
+    chars = []
+    for ch in text:
+        if "\udc80" <= ch <= "\udcff":  # an undecodable byte, escaped
+            pos += 1
+            chars.append("\ufffd")
+        else:
+            pos += len(ch.encode("utf-8"))
+            chars.append(ch)
+        offsets.append(pos)
+    return "".join(chars), offsets
+
+
+def joinable_boundaries(tokenizer, seq: Sequence[int], tb: list[bytes] | None = None, special: set[int] | None = None) -> list[bool]:
+    """``out[k]``: may token ``k`` join token ``k + 1`` (the boundary between them lies strictly
+    inside one pre-token of the sequence's text under ``tokenizer``'s pre-tokenizer)?"""
+    tb = token_bytes(tokenizer) if tb is None else tb
+    if special is None:
+        special = set(backend(tokenizer).get_added_tokens_decoder())
+    n = len(seq)
+    if n < 2:
+        return [False] * max(n - 1, 0)
+    ends, pos = [], 0
+    for i in seq:
+        pos += len(tb[i])
+        ends.append(pos)
+    data = b"".join(tb[i] for i in seq)
+    pre = backend(tokenizer).pre_tokenizer
+    if pre is None:
+        cuts: set[int] = set()
+    else:
+        text, offsets = _char_byte_offsets(data)
+        cuts = {offsets[start] for _, (start, _end) in pre.pre_tokenize_str(text)}
+    out = []
+    for k in range(n - 1):
+        a, c = seq[k], seq[k + 1]
+        ok = a not in special and c not in special and bool(tb[a]) and bool(tb[c]) and ends[k] not in cuts
+        out.append(ok)
+    return out
 
 
 @dataclass
@@ -46,6 +98,7 @@ class MergedBatch:
 
     units: list[list[Unit]]
     merges: list[tuple[Unit, Unit]] = field(default_factory=list)
+    special: frozenset[int] = frozenset()  # special-token ids: always the model's own embedding
 
     def ids(self) -> list[list[int]]:
         """The original ids (merging undone)."""
@@ -69,6 +122,10 @@ class MergedBatch:
         """The distinct merged units (more than one original id), in first-seen order."""
         return list(dict.fromkeys(u for seq in self.units for u in seq if len(u) > 1))
 
+    def all_units(self) -> list[Unit]:
+        """Every distinct unit of the batch (merged or not), in first-seen order."""
+        return list(dict.fromkeys(u for seq in self.units for u in seq))
+
 
 class TokenMerger:
     """Base of the batch-level mergers (``kind = "token_merger"``); hook: ``select``."""
@@ -76,20 +133,24 @@ class TokenMerger:
     kind: ClassVar[str] = "token_merger"
 
     merges: int
+    unmerged: str
 
     def __post_init__(self) -> None:
         from tokenworks.checks import check_int
 
         check_int("merges", self.merges, min=0)
+        if self.unmerged not in UNMERGED:
+            raise ValueError(f"unmerged must be one of {list(UNMERGED)}, got {self.unmerged!r}")
         self.validate()
 
     def validate(self) -> None:
         """Check option fields (raise naming the field)."""
 
     @abstractmethod
-    def select(self, counts: dict[tuple[Unit, Unit], int]) -> tuple[Unit, Unit] | None:
-        """The next pair to merge among the joinable adjacent pairs of the batch (with their
-        counts), or None to stop."""
+    def select(self, counts: torch.Tensor, first: torch.Tensor) -> int | None:
+        """Index of the next pair to merge among the batch's distinct joinable adjacent pairs,
+        given their ``counts`` (K,) and the flat position of their ``first`` occurrence (K,);
+        None to stop."""
 
     # ---- mechanics -----------------------------------------------------------------------
     def merge(self, input_ids, tokenizer) -> MergedBatch:
@@ -101,58 +162,72 @@ class TokenMerger:
             bad = [i for i in seq if i < 0 or i >= len(tb)]
             if bad:
                 raise ValueError(f"input_ids[{b}] holds ids outside the tokenizer's range [0, {len(tb)}): {bad[:5]}")
-        first = {i: (word_byte(x[0]) if x else False) for i, x in enumerate(tb)}
-        last = {i: (word_byte(x[-1]) if x else False) for i, x in enumerate(tb)}
-        units: list[list[Unit]] = [[(i,) for i in seq] for seq in seqs]
+        special = set(backend(tokenizer).get_added_tokens_decoder()) - {i for i, x in enumerate(tb) if x}
+        V = len(tb)
+        M = V + self.merges + 1  # unit ids: original ids, then V, V+1, ... for merged units
+        table: list[Unit] = []  # unit id - V -> its original ids
+        u = torch.tensor([i for seq in seqs for i in seq], dtype=torch.long)
+        seq_id = torch.tensor([b for b, seq in enumerate(seqs) for _ in seq], dtype=torch.long)
+        # j[k]: may position k join position k + 1 (False at the end of each sequence)
+        j = torch.tensor([x for seq in seqs for x in [*joinable_boundaries(tokenizer, seq, tb, special), False][: len(seq)]], dtype=torch.bool)
         done: list[tuple[Unit, Unit]] = []
 
-        def joinable(a: Unit, c: Unit) -> bool:
-            return last[a[-1]] and first[c[0]]
+        def unit(i: int) -> Unit:
+            return (i,) if i < V else table[i - V]
 
-        for _ in range(self.merges):
-            counts: Counter = Counter()
-            for seq in units:
-                for a, c in zip(seq, seq[1:]):
-                    if joinable(a, c):
-                        counts[(a, c)] += 1
-            pair = self.select(dict(counts)) if counts else None
-            if pair is None:
+        for step in range(self.merges):
+            pos = j[:-1].nonzero().squeeze(1) if u.numel() > 1 else u.new_zeros(0)
+            if pos.numel() == 0:
                 break
-            if pair not in counts:
-                raise AssertionError(f"{type(self).__name__}.select returned a pair not in the batch: {pair}")
-            a, c = pair
-            joined = a + c
-            for k, seq in enumerate(units):
-                out, j = [], 0
-                while j < len(seq):
-                    if j + 1 < len(seq) and seq[j] == a and seq[j + 1] == c:
-                        out.append(joined)
-                        j += 2
-                    else:
-                        out.append(seq[j])
-                        j += 1
-                units[k] = out
-            done.append(pair)
-        return MergedBatch(units=units, merges=done)
+            keys = u[pos] * M + u[pos + 1]
+            uniq, inverse, counts = torch.unique(keys, return_inverse=True, return_counts=True)
+            first = torch.full_like(uniq, u.numel()).scatter_reduce(0, inverse, pos, reduce="amin")
+            k = self.select(counts, first)
+            if k is None:
+                break
+            a, c = divmod(int(uniq[k]), M)
+            hit = torch.zeros(u.numel(), dtype=torch.bool)
+            hit[pos[inverse == k]] = True
+            if a == c:  # runs "a a a": keep every other occurrence, from the left of each run
+                idx = hit.nonzero().squeeze(1)
+                start = torch.ones_like(idx, dtype=torch.bool)
+                start[1:] = idx[1:] != idx[:-1] + 1
+                run_start = torch.where(start, idx, torch.zeros_like(idx)).cummax(0).values
+                hit[idx[(idx - run_start) % 2 == 1]] = False
+            at = hit.nonzero().squeeze(1)
+            new = V + len(table)
+            table.append(unit(a) + unit(c))
+            u[at] = new
+            j[at] = j[at + 1]
+            keep = torch.ones(u.numel(), dtype=torch.bool)
+            keep[at + 1] = False
+            u, j, seq_id = u[keep], j[keep], seq_id[keep]
+            done.append((unit(a), unit(c)))
+        units: list[list[Unit]] = [[] for _ in seqs]
+        for b, i in zip(seq_id.tolist(), u.tolist()):
+            units[b].append(unit(i))
+        return MergedBatch(units=units, merges=done, special=frozenset(special))
 
     @torch.no_grad()
     def embed(self, batch: MergedBatch, model, transfer: EmbeddingTransfer) -> list[torch.Tensor]:
-        """Input embeddings (T_i', D) of each merged sequence: a one-token unit keeps the model's
-        embedding, a merged unit gets ``transfer``'s embedding of its parts."""
+        """Input embeddings (T_i', D) of each merged sequence: a merged unit gets ``transfer``'s
+        embedding of its parts; a token left alone gets ``transfer``'s embedding of itself
+        (``unmerged="transfer"``, the paper's choice) or the model's own (``"original"``)."""
         if not isinstance(transfer, EmbeddingTransfer):
             raise TypeError(f"transfer must be an EmbeddingTransfer (e.g. tw.create('zett')), got {type(transfer).__name__}")
         src_in, src_out = lm_embeddings(model)
-        new = batch.new_units()
+        todo = batch.all_units() if self.unmerged == "transfer" else batch.new_units()
+        todo = [u for u in todo if not (len(u) == 1 and u[0] in batch.special)]
         table = {}
-        if new:
-            e_new, _ = transfer.embed_parts(new, src_in, src_out)
-            table = {u: e_new[k] for k, u in enumerate(new)}
+        if todo:
+            e_new, _ = transfer.embed_parts(todo, src_in, src_out)
+            table = {u: e_new[k] for k, u in enumerate(todo)}
         out = []
         for seq in batch.units:
             if not seq:
                 out.append(src_in.new_zeros((0, src_in.shape[1])))
                 continue
-            rows = [table[u] if len(u) > 1 else src_in[u[0]] for u in seq]
+            rows = [table[u] if u in table else src_in[u[0]] for u in seq]
             out.append(torch.stack(rows))
         return out
 

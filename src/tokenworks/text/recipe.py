@@ -42,13 +42,15 @@ class Engine:
     tokenizer: Any
     trainer_options: dict[str, Any] = field(default_factory=dict)
     fixed_tokens: list[Any] = field(default_factory=list)
-    padding_tokens: list[str] = field(default_factory=list)
+    padding_tokens: Any = field(default_factory=list)  # an iterable of strings, shortest first
 
 
 class TokenizerRecipe:
     """Base of the BPE recipes (``kind = "text_tokenizer"``)."""
 
     kind: ClassVar[str] = "text_tokenizer"
+    #: ``transformers`` role -> special token, set on the wrapper when the token is in ``special_tokens``
+    ROLES: ClassVar[dict[str, str]] = {"eos_token": EOS, "pad_token": PAD}
 
     vocab_size: int
     min_frequency: int
@@ -118,15 +120,11 @@ class TokenizerRecipe:
         if self.pad_to_power_of_two:
             target = 1 << math.ceil(math.log2(tok.get_vocab_size(with_added_tokens=True)))
             self._pad(tok, target, eng.padding_tokens)
-        kwargs = {}
-        if EOS in self.special_tokens:
-            kwargs["eos_token"] = EOS
-        if PAD in self.special_tokens:
-            kwargs["pad_token"] = PAD
+        kwargs = {role: t for role, t in self.ROLES.items() if t in self.special_tokens}
         return PreTrainedTokenizerFast(tokenizer_object=tok, clean_up_tokenization_spaces=False, **kwargs)
 
     @staticmethod
-    def _pad(tok, target: int, candidates: list[str]) -> None:
+    def _pad(tok, target: int, candidates) -> None:
         """KL3M's power-of-two padding: add whitespace-run tokens (not yet in the vocabulary)
         until the vocabulary has ``target`` entries."""
         from tokenizers import AddedToken

@@ -270,45 +270,80 @@ def train_hypernet(
                      seed=config.seed, device=device, desc="ZeTT hypernetwork", checkpoint_every=100)  # fmt: skip
     r = train(net, lm_loss, lambda s, g: pool.batch(config, g), tc, ckpt_dir=None if ckpt is None else ckpt / "main", progress=progress)
     info.update(final_loss=r.final_loss, train_seconds=r.seconds)
+    # the loss curve: mean loss of each block of 100 steps (step = the block's last step)
+    info["curve"] = [[s, round(sum(v for _, v in r.history[max(0, k - 99) : k + 1]) / len(r.history[max(0, k - 99) : k + 1]), 4)]
+                     for k, (s, _) in enumerate(r.history) if s % 100 == 0 or s == config.steps]  # fmt: skip
     net.eval()
     return net.cpu(), info
 
 
-def reference_fingerprint(config: HypernetTrainConfig) -> dict[str, Any]:
+#: The training corpora a reference hypernetwork may be trained on (``corpora=`` below).
+REFERENCE_CORPORA = ("prose", "legal")
+
+
+def _check_corpora(corpora) -> tuple[str, ...]:
+    if isinstance(corpora, str) or not corpora:
+        raise ValueError(f"corpora must be a non-empty list drawn from {list(REFERENCE_CORPORA)}, got {corpora!r}")
+    corpora = tuple(corpora)
+    bad = [c for c in corpora if c not in REFERENCE_CORPORA]
+    if bad or len(set(corpora)) != len(corpora):
+        raise ValueError(f"corpora must be distinct names from {list(REFERENCE_CORPORA)}, got {list(corpora)}")
+    return tuple(c for c in REFERENCE_CORPORA if c in corpora)  # canonical order
+
+
+def reference_name(corpora=REFERENCE_CORPORA) -> str:
+    """Cache/asset name of the reference LM's hypernetwork trained on ``corpora``:
+    ``text/zett-hypernet`` (prose + legal, the committed default) or ``text/zett-hypernet-prose``."""
+    corpora = _check_corpora(corpora)
+    return "text/zett-hypernet" if corpora == REFERENCE_CORPORA else "text/zett-hypernet-" + "-".join(corpora)
+
+
+def reference_fingerprint(config: HypernetTrainConfig, corpora=REFERENCE_CORPORA) -> dict[str, Any]:
     """What a committed or cached hypernetwork of the reference LM must have been made with."""
     from tokenworks.models import LMTrainConfig
 
-    return {"train": asdict(config), "lm": asdict(LMTrainConfig()), "corpora": ["prose/train", "legal/train"]}
+    return {"train": asdict(config), "lm": asdict(LMTrainConfig()), "corpora": [f"{c}/train" for c in _check_corpora(corpora)]}
 
 
-def train_reference_hypernet(out: str | Path, config: HypernetTrainConfig, *, ckpt_dir=None, device: str = "cpu", fp16: bool = True) -> dict:
-    """Train the reference LM's hypernetwork on prose + legal (train splits) into ``out``
-    (an existing directory; ``hypernet.json``, ``hypernet.safetensors``, ``tokenworks.json``)."""
+def train_reference_hypernet(
+    out: str | Path, config: HypernetTrainConfig, *, ckpt_dir=None, device: str = "cpu", fp16: bool = True, corpora=REFERENCE_CORPORA
+) -> dict:
+    """Train the reference LM's hypernetwork on ``corpora`` (train splits; default prose +
+    legal, ``("prose",)`` for the control that never sees legal text) into ``out`` (an existing
+    directory; ``hypernet.json``, ``hypernet.safetensors``, ``tokenworks.json`` with the loss
+    curve every 100 steps under ``curve``)."""
     from tokenworks.data import load_legal, load_prose
     from tokenworks.models import reference_lm
     from tokenworks.models.store import write_model_info
 
+    corpora = _check_corpora(corpora)
+    loaders = {"prose": load_prose, "legal": load_legal}
     model, tok = reference_lm(device=device)
-    corpora = {"prose": list(load_prose("train").documents), "legal": list(load_legal("train").documents)}
-    net, info = train_hypernet(model, tok, corpora, config, ckpt_dir=ckpt_dir, device=device)
+    texts = {c: list(loaders[c]("train").documents) for c in corpora}
+    net, info = train_hypernet(model, tok, texts, config, ckpt_dir=ckpt_dir, device=device)
     net.save_into(out, fp16=fp16)
     info["params"] = sum(p.numel() for p in net.parameters())
-    write_model_info(out, reference_fingerprint(config), **info)
+    write_model_info(out, reference_fingerprint(config, corpora), **info)
     return info
 
 
-def reference_hypernet(*, train_if_missing: bool = True, config: HypernetTrainConfig | None = None, device: str = "cpu") -> ZettHypernetwork:
-    """The hypernetwork of the reference LM (``reference_lm()``), from the cache or the committed
-    assets (``assets/text/zett-hypernet``); trained (resumably) if neither matches."""
+def reference_hypernet(
+    *, train_if_missing: bool = True, config: HypernetTrainConfig | None = None, device: str = "cpu", corpora=REFERENCE_CORPORA
+) -> ZettHypernetwork:
+    """The hypernetwork of the reference LM (``reference_lm()``) trained on ``corpora``, from
+    the cache or the committed assets (``assets/text/zett-hypernet``, prose + legal;
+    ``assets/text/zett-hypernet-prose``, prose only); trained (resumably) if neither matches."""
     from tokenworks.models.store import load_or_train
 
     config = config or HypernetTrainConfig()
+    corpora = _check_corpora(corpora)
 
     def _train(out: Path, run: Path) -> None:
-        train_reference_hypernet(out, config, ckpt_dir=run, device=device)
+        train_reference_hypernet(out, config, ckpt_dir=run, device=device, corpora=corpora)
 
-    path = load_or_train("text/zett-hypernet", reference_fingerprint(config), _train, train_if_missing=train_if_missing,
-                         command="tokenworks train zett-hypernet")  # fmt: skip
+    flag = "" if corpora == REFERENCE_CORPORA else " " + " ".join(f"--corpus {c}" for c in corpora)
+    path = load_or_train(reference_name(corpora), reference_fingerprint(config, corpora), _train, train_if_missing=train_if_missing,
+                         command=f"tokenworks train zett-hypernet{flag}")  # fmt: skip
     return ZettHypernetwork.from_pretrained(path)
 
 
