@@ -14,7 +14,7 @@
     embeddings (one hypernetwork trained on prose + legal, one on prose only: the second has
     never seen legal text, so its gain is not domain adaptation), the mean of constituent
     embeddings, random embeddings (and random with the tokens both vocabularies share copied).
-    Measured at EQUAL BYTES of context: the same windows of at most 640 bytes of text for every
+    Measured at EQUAL BYTES of context: the same windows of at most 512 bytes of text for every
     tokenizer, each read after the end-of-text token (``tokenworks.text.lm_bytes``); the older
     256-token-window figures, which give the legal tokenizer more context, are kept beside them.
 (d) Dynamic tokenization of held-out prose prompts (192 tokens, batch-level BPE merges inside
@@ -54,9 +54,10 @@ from tokenworks.text import boundary_changes, load_tokenizer, ocr_noise, referen
 from tokenworks.text.lm_bytes import bits_per_byte_windows, byte_windows, window_token_counts
 
 NAME = "text-tokenizers"
-DESCRIPTION = """Text tokenizers and moving an LM onto them: (a) bytes/token of KL3M domain BPE (legal) vs general
-BPE (prose) at equal vocabulary, (b) boundary stability of KL3M character BPE under OCR-like noise, (c) the reference LM
-on an unseen legal tokenizer with ZeTT hypernetwork / mean / random embeddings (bits per byte), (d) dynamic
+DESCRIPTION = """Text tokenizers and moving an LM onto them: (a) bytes/token of the KL3M recipe (legal) vs a plain BPE on
+the same legal text vs a general BPE (prose) at equal vocabulary, (b) boundary stability of KL3M character BPE under OCR-like noise, (c) the reference LM
+on an unseen legal tokenizer with ZeTT hypernetworks (trained with / without legal text) / mean / random embeddings (bits per
+byte at equal bytes of context), (d) dynamic
 tokenization: prompt length reduction vs continuation perplexity; plus encode throughput vs raw `tokenizers`."""
 
 VERSION = 1
@@ -65,7 +66,7 @@ QUICK_VOCABS = (4096, 16384)
 NOISE_RATES = (0.01, 0.02, 0.05, 0.1, 0.2)
 CORPUS_LOADERS = {"legal": load_legal, "prose": load_prose}
 NO_NUMBERS = ("whitespace", "markdown", "html", "json", "xml", "legal_abbreviations")  # ablation: no years, citations, section numbers
-WINDOW_BYTES = 640  # (c): bytes of text per window, the same for every tokenizer (<= 255 tokens of the original one)
+WINDOW_BYTES = 512  # (c): bytes of text per window, the same for every tokenizer (windows over 255 tokens of either are dropped)
 
 
 def _sample(docs, max_chars: int, seed: int = 0) -> list[str]:
