@@ -12,6 +12,7 @@ SUITE_MODULES = {
     "image-tokenizers": "bench.suites.image_tokenizers",
     "text-tokenizers": "bench.suites.text_tokenizers",
     "kv-cache": "bench.suites.kv_cache",
+    "speculative": "bench.suites.speculative",
 }
 
 

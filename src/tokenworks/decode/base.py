@@ -240,11 +240,22 @@ class DecodeStats:
         return 1.0 + sum(n) / max(1, len(n))
 
     @property
+    def accepted_total(self) -> int:
+        return sum(x for s in self.accepted for x in s)
+
+    @property
+    def rejections(self) -> int:
+        """Verifications that rejected a draft (accepted fewer than were proposed)."""
+        return sum(int(a < p) for sa, sp in zip(self.accepted, self.proposed) for a, p in zip(sa, sp))
+
+    @property
     def acceptance_rate(self) -> float:
-        """Accepted drafts / proposed drafts (over the drafts a verification reached or not)."""
-        a = sum(x for s in self.accepted for x in s)
-        p = sum(x for s in self.proposed for x in s)
-        return a / p if p else 0.0
+        """Per-draft-token acceptance ``a``: accepted / (accepted + rejected) drafts, counting only
+        drafts the verification reached (those after the first rejection were never judged).
+        Under i.i.d. acceptance this is the maximum-likelihood ``a`` of Leviathan et al.'s
+        ``E[tokens per step] = (1 - a^(k+1)) / (1 - a)``."""
+        a = self.accepted_total
+        return a / (a + self.rejections) if a + self.rejections else 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return {
