@@ -24,6 +24,12 @@ assisted generation does not batch):
   ``theory_speedup_wall`` = that / ``(k * draft_cost + 1)`` (eq. 2 with the measured cost ratio
   of one draft forward to one target forward); ``fraction_of_theory`` = measured / theory.
 
+R2R (P62) rows (when the large LM is trained, ``assets/decode/large-lm``): small = the
+reference LM, large = the decoding family's large LM; a router trained on divergence labels
+of train-split windows, evaluated teacher-forced on held-out windows: perplexity of the routed
+mixture and agreement with the large model's argmax vs the share of large-model tokens, for
+the router, confidence routing and random routing at the same shares (Pareto plot).
+
 Our methods also run batched (all prompts at once, left-padded; ``batch`` in the budget) and
 with sampling at temperature 1 (acceptance only: outputs are random). Wall times are CPU
 figures on whatever the machine gives (shared cores in the project's runs).
@@ -219,6 +225,67 @@ def _run(ctx) -> list[dict]:
         rows.append(_row("hf-prompt-lookup", None, {"k": k}, 1, metrics(outs, secs, ft, fd, k, drafted=False)))
     ct.close()
     cd.close()
+    rows += _r2r(ctx, s, draft, tok)
+    return rows
+
+
+R2R_NOTE = "R2R (P62) needs the large LM (assets/decode/large-lm, `tokenworks train decode-large-lm --out assets/decode/large-lm`)"
+
+
+@torch.no_grad()
+def _r2r(ctx, s, small, tok, large=None) -> list[dict]:
+    """P62 R2R: small = the reference LM, large = the decoding family's large LM. Router trained
+    on divergence labels over train-split prose windows; evaluated teacher-forced on held-out
+    windows (perplexity and agreement with the large model's argmax vs share of large-model
+    tokens) against random routing and confidence routing at equal shares."""
+    from tokenworks.data import load_prose
+    from tokenworks.decode.r2r import divergence_labels, router_features, routed_nll, train_router
+    from tokenworks.models.lm import token_stream
+
+    if large is None:
+        from tokenworks.decode.large_lm import large_lm
+
+        try:
+            large, _ = large_lm(train_if_missing=False)
+        except FileNotFoundError:
+            ctx.log(f"skipping R2R: {R2R_NOTE} is not trained")
+            return []
+    n_train, n_test, L = (12, 12, 64) if ctx.quick else (48, 48, 128)
+    g = torch.Generator().manual_seed(ctx.seed)
+
+    def windows(split, n):
+        stream = token_stream(load_prose(split).documents[:200], tok)
+        starts = torch.randint(0, stream.numel() - L - 1, (n,), generator=g)
+        return torch.stack([stream[i : i + L] for i in starts.tolist()])
+
+    start = 16
+    tr = windows("train", n_train)
+    differ, div = divergence_labels(small, large, tr, start=start, rollout=6)
+    feats, _, _ = router_features(small, tr)
+    f = feats[:, start - 1 : -1].reshape(-1, feats.shape[-1])
+    router = train_router(f, div.flatten(), d_model=small.config.hidden_size, seed=ctx.seed)
+    te = windows("test", n_test)
+    feats, spred, slog = router_features(small, te)
+    llog = large(input_ids=te).logits.float()
+    sl = (slice(None), slice(start - 1, -1))
+    feats, slog, llog, tgt = feats[sl], slog[sl], llog[sl], te[:, start:]
+    lpred = llog.argmax(-1)
+    p_router = torch.sigmoid(router(feats))
+    conf = torch.softmax(slog, -1).max(-1).values
+    rows = []
+    base = {"label_divergent_share": float(div.float().mean()), "label_differ_share": float(differ.float().mean())}
+    for share in (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0):
+        n = round(share * p_router.numel())
+        for route, score in (("router", p_router), ("confidence", -conf), ("random", torch.rand(p_router.shape, generator=g))):
+            mask = torch.zeros(score.numel(), dtype=torch.bool)
+            if n:
+                mask[score.flatten().topk(n).indices] = True
+            mask = mask.view(score.shape)
+            nll, got_share = routed_nll(slog, llog, tgt, mask)
+            agree = float((torch.where(mask, lpred, slog.argmax(-1)) == lpred).float().mean())
+            name = "r2r" if route == "router" else f"r2r-{route}-routing"
+            rows.append(_row(name, "P62" if route == "router" else None, {"route": route, "target_share": share}, n_test,
+                             {"ppl": float(torch.exp(torch.tensor(nll))), "large_share": got_share, "agreement_with_large": agree, **base}))  # fmt: skip
     return rows
 
 
@@ -230,6 +297,9 @@ def _row(method: str, paper, params: dict, batch: int, metrics: dict) -> dict:
 
 
 def headline(method: str, rows: list[dict]) -> str | None:
+    if method == "r2r":
+        r = next((r for r in rows if r["params"].get("target_share") == 0.2), None)
+        return None if r is None else f"20% large-model tokens: ppl {r['metrics']['ppl']:.1f}, agreement with large {r['metrics']['agreement_with_large']:.2f}"
     r = next((r for r in rows if r["budget"].get("batch") == 1 and not r["params"].get("sampling") and r["params"].get("k") == 4), None)
     if r is None:
         return None
@@ -244,9 +314,10 @@ def plots(rows: list[dict], out_dir) -> list[tuple[str, str]]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    made = _r2r_plot(rows, out_dir)
     pts = [r for r in rows if r["budget"].get("batch") == 1 and not r["params"].get("sampling") and "acceptance" in r["metrics"]]
     if not pts:
-        return []
+        return made
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     a = torch.linspace(0, 0.99, 100)
     for k in sorted({r["params"]["k"] for r in pts}):
@@ -268,4 +339,28 @@ def plots(rows: list[dict], out_dir) -> list[tuple[str, str]]:
     fname = "speculative_speedup_vs_acceptance.png"
     fig.savefig(out_dir / fname, dpi=100)
     plt.close(fig)
-    return [("Speculative decoding: tokens per target forward and wall-time speed-up vs measured acceptance (batch 1, greedy)", fname)]
+    return [("Speculative decoding: tokens per target forward and wall-time speed-up vs measured acceptance (batch 1, greedy)", fname), *made]
+
+
+def _r2r_plot(rows, out_dir) -> list[tuple[str, str]]:
+    import matplotlib.pyplot as plt
+
+    rr = [r for r in rows if "target_share" in r["params"]]
+    if not rr:
+        return []
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for route in ("router", "confidence", "random"):
+        mr = sorted((r for r in rr if r["params"]["route"] == route), key=lambda r: r["metrics"]["large_share"])
+        x = [r["metrics"]["large_share"] for r in mr]
+        axes[0].plot(x, [r["metrics"]["ppl"] for r in mr], marker="o", label=route)
+        axes[1].plot(x, [r["metrics"]["agreement_with_large"] for r in mr], marker="o", label=route)
+    axes[0].set_xlabel("share of large-model tokens")
+    axes[0].set_ylabel("held-out perplexity (teacher-forced mixture)")
+    axes[1].set_xlabel("share of large-model tokens")
+    axes[1].set_ylabel("agreement with the large model's argmax")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fname = "r2r_pareto.png"
+    fig.savefig(out_dir / fname, dpi=100)
+    plt.close(fig)
+    return [("R2R (P62): perplexity and agreement vs share of large-model tokens; router vs confidence and random routing", fname)]

@@ -68,7 +68,7 @@ def test_sampling_is_seeded_and_stats_add_up(name, pair):
     assert a.tokens == b.tokens
     assert all(len(t) == 12 for t in a.tokens)
     s = a.stats
-    assert s.target_forwards == s.steps + 1  # the prefill, then one verification per step
+    assert s.target_forwards == s.steps  # one per step; the prompt is fed with the first drafts
     assert s.new_tokens == 36
     # every step gives each active row its accepted drafts + one token (cut at the length limit)
     assert sum(a + 1 for step in s.accepted for a in step) >= s.new_tokens

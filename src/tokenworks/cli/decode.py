@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from tokenworks.cli.main import app, console, fail, parse_options
+from tokenworks.cli.main import app, console, fail, parse_options, train_app
 
 decode_app = typer.Typer(help="Speculative decoding on Hugging Face causal LMs: try a method on your own models.", no_args_is_help=True)
 app.add_typer(decode_app, name="decode")
@@ -110,3 +110,27 @@ def decode_generate(
     if ref is not None:
         same = sum(a == b for a, b in zip(out.tokens, ref))
         console.print(f"target's own greedy generate: {ref_s:.2f} s; {same} of {len(ref)} outputs identical to it")
+
+
+@train_app.command("decode-large-lm")
+def train_decode_large_lm(
+    out: Annotated[Optional[Path], typer.Option(help="Write here instead of the cache (e.g. assets/decode/large-lm)")] = None,
+    tiny: Annotated[bool, typer.Option("--tiny", help="A seconds-long configuration of the same recipe (smoke test)")] = False,
+    fp16: Annotated[bool, typer.Option("--fp16/--fp32", help="Save weights in float16 (default, for assets/)")] = True,
+    device: Annotated[str, typer.Option()] = "cpu",
+) -> None:
+    """Grow the reference LM to the decoding family's large LM and train it (resumable)."""
+    from tokenworks.decode.large_lm import NAME, LargeLMConfig, tiny_config, train_large_lm
+    from tokenworks.io import atomic_dir, cache_dir
+
+    config = tiny_config() if tiny else LargeLMConfig()
+    if out is not None and out.exists() and not (out / "tokenworks.json").is_file():
+        fail(f"--out {out} exists and was not written by tokenworks; refusing to overwrite it")
+    target = out or cache_dir("models", NAME + ("-tiny" if tiny else ""))
+    run = cache_dir("runs", NAME.replace("/", "-") + ("-tiny" if tiny else ""))
+    try:
+        with atomic_dir(target) as tmp:
+            info = train_large_lm(tmp, config, ckpt_dir=run, device=device, fp16=fp16)
+    except (FileNotFoundError, TypeError, ValueError) as e:
+        fail(str(e))
+    console.print(f"saved to {target}: held-out ppl {info['held_out']['ppl']:.2f} (small: {info['held_out_small']['ppl']:.2f}), {info['params']} parameters")

@@ -22,3 +22,7 @@ __all__ = [
     "SpeculativeSampling",
     "exact_verify",
 ]
+
+from tokenworks.decode.r2r import R2R, Router  # noqa: E402
+
+__all__ += ["R2R", "Router"]

@@ -88,9 +88,8 @@ class _Stream:
     """One model's ``DynamicCache`` with a 2-D slot mask, per-row real-token counts, the
     tokens waiting to be fed (``pending``) and the distribution after the last fed token."""
 
-    def __init__(self, model, input_ids: torch.Tensor, mask: torch.Tensor) -> None:
+    def __init__(self, model, input_ids: torch.Tensor, mask: torch.Tensor, keep_hidden: bool = False, prefill: bool = True) -> None:
         from transformers import DynamicCache
-        from transformers.cache_utils import DynamicLayer
 
         self.model = model
         self.cache = DynamicCache(config=model.config)
@@ -101,14 +100,26 @@ class _Stream:
         self.nreal = torch.zeros(B, dtype=torch.long, device=self.device)
         self.pending: list[list[int]] = [[] for _ in range(B)]
         self.forwards = 0
-        logits = self._forward(input_ids, mask.bool(), tags=None)
-        self.last = logits[:, -1]  # (B, V) prompts are left-padded: the last slot is real
+        self.keep_hidden = keep_hidden
+        self.hidden: torch.Tensor | None = None  # (B, d) last-layer state after the last fed slot
+        self._checked = False
+        if prefill:
+            logits = self._forward(input_ids, mask.bool(), tags=None)
+            self.last = logits[:, -1]  # (B, V) prompts are left-padded: the last slot is real
+        else:  # the prompt waits and is fed with the first chunk (the target: prompt + first drafts)
+            self.pending = [input_ids[b][mask[b].bool()].tolist() for b in range(B)]
+            self.last = torch.zeros(B, 1, device=self.device)
+
+    def _check_layers(self) -> None:
+        from transformers.cache_utils import DynamicLayer
+
         for layer in self.cache.layers:
             if type(layer) is not DynamicLayer:
                 raise TypeError(
-                    f"{type(model).__name__}'s cache layer is {type(layer).__name__}; speculative decoding needs "
+                    f"{type(self.model).__name__}'s cache layer is {type(layer).__name__}; speculative decoding needs "
                     "full-attention DynamicCache layers (static, sliding-window and quantized caches cannot be rolled back)"
                 )
+        self._checked = True
 
     def _forward(self, ids: torch.Tensor, valid: torch.Tensor, tags: torch.Tensor | None) -> torch.Tensor:
         """Append ``ids`` (B, q) with their validity; returns logits (B, q, V) (float32)."""
@@ -121,9 +132,13 @@ class _Stream:
         self.nreal = self.nreal + valid.long().sum(1)
         out = self.model(
             input_ids=ids, attention_mask=self.mask, position_ids=pos, past_key_values=self.cache,
-            cache_position=torch.arange(S, S + q, device=self.device), use_cache=True,
+            cache_position=torch.arange(S, S + q, device=self.device), use_cache=True, output_hidden_states=self.keep_hidden,
         )  # fmt: skip
         self.forwards += 1
+        if not self._checked:
+            self._check_layers()
+        if self.keep_hidden:
+            self.hidden = out.hidden_states[-1][:, -1].float()
         return out.logits.float()
 
     def feed(self, extra: torch.Tensor | None = None, extra_valid: torch.Tensor | None = None) -> torch.Tensor:
@@ -134,7 +149,7 @@ class _Stream:
         B = self.nreal.shape[0]
         P = max(len(p) for p in self.pending)
         q = 0 if extra is None else extra.shape[1]
-        base_tag = 0 if extra is None else int(self.tag.max().clamp(min=-1)) + 1  # drafts fed one at a time
+        base_tag = 0 if extra is None or self.tag.numel() == 0 else max(int(self.tag.max()), -1) + 1  # drafts fed one at a time
         if P == 0 and q == 0:
             return self.last[:, None]
         ids = torch.zeros(B, P + q, dtype=torch.long, device=self.device)
@@ -224,7 +239,7 @@ class DecodeStats:
 
     accepted: list[list[int]] = field(default_factory=list)  # per step: accepted drafts of each active row
     proposed: list[list[int]] = field(default_factory=list)  # per step: drafts proposed to each active row
-    target_forwards: int = 0  # forwards of the target (the prefill included)
+    target_forwards: int = 0  # forwards of the target (the prompt is fed with the first drafts)
     draft_forwards: int = 0  # forwards of the draft model (the prefill included)
     new_tokens: int = 0  # tokens generated, all rows
     seconds: float = 0.0
@@ -391,7 +406,7 @@ class SpeculativeDecoder:
         ids, mask = input_ids.gather(1, order), mask.gather(1, order)
         history = [ids[b][mask[b].bool()].tolist() for b in range(B)]
         max_length = [len(h) + max_new_tokens for h in history]
-        tgt = _Stream(target, ids, mask)
+        tgt = _Stream(target, ids, mask, prefill=False)  # the prompt goes with the first drafts
         drf = _Stream(draft, ids, mask) if draft is not None else None
         stats = DecodeStats()
         out: list[list[int]] = [[] for _ in range(B)]
