@@ -7,7 +7,7 @@ small, so the draft costs a large fraction of a target forward (measured: ``draf
 Prompts: the openings of held-out prose documents (``tokenworks.data.load_prose("test")``),
 of different lengths; greedy continuation of ``new`` tokens.
 
-Per method (``tw.methods(kind="speculative_decoder")`` at each draft length k) and per peer
+Per method (``tw.methods(kind="spec_decoder")`` at each draft length k) and per peer
 (HF ``generate(assistant_model=draft)`` with a constant ``num_assistant_tokens=k`` and no
 confidence cut-off; HF ``generate(prompt_lookup_num_tokens=k)``), all at batch 1 (HF's
 assisted generation does not batch):
@@ -178,7 +178,7 @@ def _run(ctx) -> list[dict]:
         return m
 
     for k in s["ks"]:
-        for info in ctx.track(tw.methods(kind="speculative_decoder"), f"speculative k={k}"):
+        for info in ctx.track(tw.methods(kind="spec_decoder"), f"speculative k={k}"):
             dec = info.create(k=k)
             d = draft if dec.needs_draft else None
             stats = []

@@ -33,7 +33,7 @@ def distill_draft(target, seed: int = 1):
     return draft.eval()
 
 
-METHODS = [m.name for m in tw.methods(kind="speculative_decoder")]
+METHODS = [m.name for m in tw.methods(kind="spec_decoder")]
 
 
 def make(name: str, **kw):

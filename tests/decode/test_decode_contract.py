@@ -1,5 +1,5 @@
 """Registry-wide contract of speculative decoders (parametrized over
-``tw.methods(kind="speculative_decoder")``): lossless greedy decoding, determinism, stats."""
+``tw.methods(kind="spec_decoder")``): lossless greedy decoding, determinism, stats."""
 
 import pytest
 import torch
@@ -15,8 +15,8 @@ def _draft(name, pair):
 
 
 def test_registry_has_the_issue_baselines():
-    assert {"speculative_sampling", "greedy_draft", "prompt_lookup"} <= set(METHODS)
-    for m in tw.methods(kind="speculative_decoder"):
+    assert {"spec_sampling", "greedy_draft", "prompt_lookup"} <= set(METHODS)
+    for m in tw.methods(kind="spec_decoder"):
         assert issubclass(m.obj, SpeculativeDecoder) and m.family == "SPEC"
 
 

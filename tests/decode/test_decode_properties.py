@@ -59,7 +59,7 @@ def test_sampling_preserves_the_targets_distribution(name, tiny_vocab_pair):
 
 def test_acceptance_rate_equals_sum_min_p_q(tiny_vocab_pair):
     """With k = 1 the share of rows accepting the draft is sum_x min(p(x), q(x)) (binomial, 4 sigma)."""
-    _, out = _first_tokens("speculative_sampling", tiny_vocab_pair, k=1)
+    _, out = _first_tokens("spec_sampling", tiny_vocab_pair, k=1)
     rate = sum(out.stats.accepted[0]) / N
     p, q = _target_p(tiny_vocab_pair[0]), _target_p(tiny_vocab_pair[1])
     want = float(torch.minimum(p, q).sum())
@@ -152,7 +152,7 @@ def test_bad_inputs_give_one_line_errors_naming_the_argument(pair):
 
     target, draft = pair
     ids = torch.tensor([[5, 6, 7]])
-    dec = make("speculative_sampling", k=2)
+    dec = make("spec_sampling", k=2)
     other = tiny_lm(layers=1, vocab=80)
     with pytest.raises(ValueError, match="draft has a vocabulary of 80 tokens but target has 64"):
         dec.generate(target, ids, draft=other)

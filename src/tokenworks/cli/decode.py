@@ -33,7 +33,7 @@ def _load(folder: str, flag: str, device: str):
 def decode_generate(
     target: Annotated[str, typer.Argument(help="A local Hugging Face causal-LM folder (the model whose output is kept)")],
     draft: Annotated[Optional[str], typer.Option(help="A local draft-model folder sharing TARGET's tokenizer (methods that need one)")] = None,
-    method: Annotated[str, typer.Option(help="A registered decoder (tokenworks list --kind speculative_decoder)")] = "speculative_sampling",
+    method: Annotated[str, typer.Option(help="A registered decoder (tokenworks list --kind spec_decoder)")] = "spec_sampling",
     k: Annotated[int, typer.Option(help="Draft tokens per step (>= 1)")] = 4,
     prompt: Annotated[Optional[list[str]], typer.Option(help="A prompt; repeat for a batch")] = None,
     prompt_file: Annotated[Optional[Path], typer.Option(help="Read one prompt per non-empty line of this UTF-8 file")] = None,
@@ -53,7 +53,7 @@ def decode_generate(
 
     import tokenworks as tw
 
-    names = [m.name for m in tw.methods(kind="speculative_decoder")]
+    names = [m.name for m in tw.methods(kind="spec_decoder")]
     if method not in names:
         fail(f"--method must be one of {names}, got {method!r}")
     if (not prompt) == (prompt_file is None):

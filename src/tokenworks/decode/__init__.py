@@ -2,7 +2,7 @@
 
 - :class:`SpeculativeDecoder` (``base``): ``propose`` / ``verify`` hooks; the base runs the
   loop with both models' ``DynamicCache`` (rollback, left-padded batches, greedy/sampling).
-- baselines: ``speculative_sampling`` (exact), ``greedy_draft``, ``prompt_lookup``.
+- baselines: ``spec_sampling`` (exact speculative sampling), ``greedy_draft``, ``prompt_lookup``.
 - ``r2r`` (P62): a small model generates, a router sends divergent tokens to the large one.
 - ``large_lm``: the large LM of the family's model pair (the reference LM grown and trained).
 """

@@ -1,6 +1,6 @@
 """The speculative-decoding interface: ``propose`` drafts, ``verify`` accepts; the base runs the loop.
 
-    dec = tw.create("speculative_sampling", k=4)
+    dec = tw.create("spec_sampling", k=4)
     out = dec.generate(target, **tok(prompts, return_tensors="pt", padding=True), draft=small, max_new_tokens=64)
     out.text(tok), out.stats.mean_accepted        # per-row token lists in out.tokens
 
@@ -311,7 +311,7 @@ class ProposeContext:
 class SpeculativeDecoder:
     """Base class: subclasses implement ``propose`` (and may override ``verify``)."""
 
-    kind: ClassVar[str] = "speculative_decoder"
+    kind: ClassVar[str] = "spec_decoder"
     needs_draft: ClassVar[bool] = True
 
     k: int = 4  # draft tokens per step

@@ -6,8 +6,9 @@ parameters, ``tokenworks.models.reference_lm``). The large one is a Llama made h
 
 - **Growth, not from scratch.** The reference LM took ~58 minutes of shared CPU for its 1,500
   steps; a wider model trained from scratch in the ~25 minutes this family may spend would see
-  a quarter of its tokens and end *worse* than the small model (measured before choosing: a
-  4.4M-parameter d=256 model ran at 5-48 s/step on the shared 2 cores). So the large model
+  a small fraction of its tokens and end *worse* than the small model (measured before
+  choosing: a 4.4M-parameter d=256 model ran at 5-48 s/step on the shared 2 cores, the
+  reference-sized one at ~2.5 s/step). So the large model
   starts as the reference LM with its depth doubled (depth up-scaling, as in SOLAR 10.7B):
   layer ``j`` of the ``layers``-layer model copies reference layer ``floor(j * 4 / layers)``;
   the second copy of each layer has its two residual outputs (attention ``o_proj``, MLP
@@ -15,7 +16,9 @@ parameters, ``tokenworks.models.reference_lm``). The large one is a Llama made h
   every added layer is trained from there.
 - **Same data, same tokenizer, same loop.** Prose (train split), the reference tokenizer, the
   project's training loop (AdamW, warm-up, cosine, seeded, resumable), the reference LM's
-  next-token loss; a lower learning rate because it continues a trained model.
+  next-token loss; a lower learning rate because it continues a trained model. The default
+  recipe is 100 steps of 8 x 256 tokens (estimated ~10 minutes on 2 free cores at the
+  measured per-step cost; a grown step costs about twice a reference step, hence the smaller batch).
 
 This is a deviation from "a larger Llama trained on the same prose" in the issue's sense of
 *independently* trained: the two models share their first layers' weights at the start, which

@@ -23,7 +23,7 @@ from tokenworks.registry import register
 __all__ = ["SpeculativeSampling"]
 
 
-@register("speculative_sampling", family="SPEC", cite="Leviathan et al. 2023; Chen et al. 2023, speculative sampling")
+@register("spec_sampling", family="SPEC", cite="Leviathan et al. 2023; Chen et al. 2023, speculative sampling")
 @dataclass(kw_only=True)
 class SpeculativeSampling(SpeculativeDecoder):
     """Baseline: draft model samples k tokens, exact rejection sampling against the target."""
