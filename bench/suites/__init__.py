@@ -13,6 +13,7 @@ SUITE_MODULES = {
     "vat-3d": "bench.suites.vat_3d",
     "text-tokenizers": "bench.suites.text_tokenizers",
     "kv-cache": "bench.suites.kv_cache",
+    "speculative": "bench.suites.speculative",
 }
 
 

@@ -1,0 +1,136 @@
+"""``tokenworks decode generate``: speculative decoding on a user's own local model folders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from tokenworks.cli.main import app, console, fail, parse_options, train_app
+
+decode_app = typer.Typer(help="Speculative decoding on Hugging Face causal LMs: try a method on your own models.", no_args_is_help=True)
+app.add_typer(decode_app, name="decode")
+
+
+def _load(folder: str, flag: str, device: str):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tokenworks.models.lm import quiet_loading
+
+    if not Path(folder).is_dir():
+        fail(f"{flag} must be a local model folder, got {folder!r} (nothing is downloaded)")
+    try:
+        tok = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        with quiet_loading():
+            lm = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True).to(device).eval()
+    except (OSError, ValueError) as e:
+        fail(f"{flag}: cannot load a causal LM from {folder}: {e}")
+    return lm, tok
+
+
+@decode_app.command("generate")
+def decode_generate(
+    target: Annotated[str, typer.Argument(help="A local Hugging Face causal-LM folder (the model whose output is kept)")],
+    draft: Annotated[Optional[str], typer.Option(help="A local draft-model folder sharing TARGET's tokenizer (methods that need one)")] = None,
+    method: Annotated[str, typer.Option(help="A registered decoder (tokenworks list --kind spec_decoder)")] = "spec_sampling",
+    k: Annotated[int, typer.Option(help="Draft tokens per step (>= 1)")] = 4,
+    prompt: Annotated[Optional[list[str]], typer.Option(help="A prompt; repeat for a batch")] = None,
+    prompt_file: Annotated[Optional[Path], typer.Option(help="Read one prompt per non-empty line of this UTF-8 file")] = None,
+    max_new_tokens: Annotated[int, typer.Option(min=1)] = 64,
+    sample: Annotated[bool, typer.Option("--sample/--greedy", help="Sample (exactly the target's distribution) or decode greedily")] = False,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature (> 0)")] = 1.0,
+    seed: Annotated[int, typer.Option()] = 0,
+    option: Annotated[Optional[list[str]], typer.Option(help="Method option key=value (JSON value), repeatable; e.g. max_ngram=3")] = None,
+    compare: Annotated[bool, typer.Option("--compare/--no-compare", help="Also run TARGET's own greedy generate and report agreement and time")] = True,
+    device: Annotated[str, typer.Option()] = "cpu",
+) -> None:
+    """Decode PROMPT(s) with METHOD on TARGET (and DRAFT); print the texts and the accepted
+    lengths, target/draft forwards and time; with --compare (greedy), the target's own output."""
+    import time
+
+    import torch
+
+    import tokenworks as tw
+
+    names = [m.name for m in tw.methods(kind="spec_decoder")]
+    if method not in names:
+        fail(f"--method must be one of {names}, got {method!r}")
+    if (not prompt) == (prompt_file is None):
+        fail("give --prompt (repeatable) or --prompt-file, exactly one of them")
+    if prompt_file is not None:
+        try:
+            prompt = [line for line in prompt_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+        except (OSError, UnicodeDecodeError) as e:
+            fail(f"--prompt-file {prompt_file}: cannot read it as UTF-8 text ({e})")
+    if not prompt or not all(p.strip() for p in prompt):
+        fail("--prompt: every prompt must be non-empty text")
+    try:
+        dec = tw.create(method, k=k, **parse_options(option, "--option"))
+    except (TypeError, ValueError) as e:
+        fail(f"--k/--option: {e}" if "k must" in str(e) else str(e))
+    if dec.needs_draft and draft is None:
+        fail(f"--draft is required for --method {method} (a local model folder sharing TARGET's tokenizer)")
+    if not dec.needs_draft and draft is not None:
+        fail(f"--method {method} uses no draft model; drop --draft")
+    tlm, tok = _load(target, "TARGET", device)
+    dlm = _load(draft, "--draft", device)[0] if draft is not None else None
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    inputs = tok(prompt, return_tensors="pt", padding=True).to(device)
+    try:
+        out = dec.generate(tlm, inputs["input_ids"], inputs["attention_mask"], draft=dlm, max_new_tokens=max_new_tokens,
+                           do_sample=sample, temperature=temperature, seed=seed, pad_token_id=tok.pad_token_id)  # fmt: skip
+    except (TypeError, ValueError) as e:
+        fail(str(e))
+    texts = out.text(tok)
+    ref = None
+    if compare and not sample:
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            gen = tlm.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id)
+        ref_s = time.perf_counter() - t0
+        eos = tlm.generation_config.eos_token_id
+        eos = set([eos] if isinstance(eos, int) else (eos or []))
+        ref = []
+        for row in gen[:, inputs["input_ids"].shape[1] :].tolist():
+            cut = next((i for i, t in enumerate(row) if t in eos), None)
+            ref.append(row if cut is None else row[: cut + 1])
+    for i, text in enumerate(texts):
+        console.rule(f"prompt {i + 1}")
+        console.print(text, markup=False, highlight=False)
+    s = out.stats
+    console.rule()
+    console.print(
+        f"{method} (k={k}, {'sampling' if sample else 'greedy'}): {s.new_tokens} tokens in {s.steps} steps, "
+        f"{s.mean_accepted:.2f} tokens per target forward per row, acceptance {s.acceptance_rate:.2f}, "
+        f"{s.target_forwards} target forwards, {s.draft_forwards} draft forwards, {s.seconds:.2f} s"
+    )
+    if ref is not None:
+        same = sum(a == b for a, b in zip(out.tokens, ref))
+        console.print(f"target's own greedy generate: {ref_s:.2f} s; {same} of {len(ref)} outputs identical to it")
+
+
+@train_app.command("decode-large-lm")
+def train_decode_large_lm(
+    out: Annotated[Optional[Path], typer.Option(help="Write here instead of the cache (e.g. assets/decode/large-lm)")] = None,
+    tiny: Annotated[bool, typer.Option("--tiny", help="A seconds-long configuration of the same recipe (smoke test)")] = False,
+    fp16: Annotated[bool, typer.Option("--fp16/--fp32", help="Save weights in float16 (default, for assets/)")] = True,
+    device: Annotated[str, typer.Option()] = "cpu",
+) -> None:
+    """Grow the reference LM to the decoding family's large LM and train it (resumable)."""
+    from tokenworks.decode.large_lm import NAME, LargeLMConfig, tiny_config, train_large_lm
+    from tokenworks.io import atomic_dir, cache_dir
+
+    config = tiny_config() if tiny else LargeLMConfig()
+    if out is not None and out.exists() and not (out / "tokenworks.json").is_file():
+        fail(f"--out {out} exists and was not written by tokenworks; refusing to overwrite it")
+    target = out or cache_dir("models", NAME + ("-tiny" if tiny else ""))
+    run = cache_dir("runs", NAME.replace("/", "-") + ("-tiny" if tiny else ""))
+    try:
+        with atomic_dir(target) as tmp:
+            info = train_large_lm(tmp, config, ckpt_dir=run, device=device, fp16=fp16)
+    except (FileNotFoundError, TypeError, ValueError) as e:
+        fail(str(e))
+    console.print(f"saved to {target}: held-out ppl {info['held_out']['ppl']:.2f} (small: {info['held_out_small']['ppl']:.2f}), {info['params']} parameters")

@@ -1,0 +1,28 @@
+"""SPEC: speculative and routed decoding over Hugging Face causal LMs.
+
+- :class:`SpeculativeDecoder` (``base``): ``propose`` / ``verify`` hooks; the base runs the
+  loop with both models' ``DynamicCache`` (rollback, left-padded batches, greedy/sampling).
+- baselines: ``spec_sampling`` (exact speculative sampling), ``greedy_draft``, ``prompt_lookup``.
+- ``r2r`` (P62): a small model generates, a router sends divergent tokens to the large one.
+- ``large_lm``: the large LM of the family's model pair (the reference LM grown and trained).
+"""
+
+from tokenworks.decode.base import DecodeOutput, DecodeStats, ProposeContext, SpeculativeDecoder, exact_verify
+from tokenworks.decode.greedy_draft import GreedyDraft
+from tokenworks.decode.prompt_lookup import PromptLookup
+from tokenworks.decode.speculative_sampling import SpeculativeSampling
+
+__all__ = [
+    "DecodeOutput",
+    "DecodeStats",
+    "GreedyDraft",
+    "PromptLookup",
+    "ProposeContext",
+    "SpeculativeDecoder",
+    "SpeculativeSampling",
+    "exact_verify",
+]
+
+from tokenworks.decode.r2r import R2R, Router  # noqa: E402
+
+__all__ += ["R2R", "Router"]
