@@ -30,7 +30,6 @@ import shutil
 import struct
 import tempfile
 import uuid
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any

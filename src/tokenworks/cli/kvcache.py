@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Optional
 
 import typer
 
-from tokenworks.cli.main import fail_options, app, console, device_option, fail, float_option, method_choice, out_option, overwrite_option, parse_options, train_app
+from tokenworks.cli.main import app, console, device_option, fail, fail_options, float_option, method_choice, out_option, overwrite_option, parse_options, train_app
 
 kv_app = typer.Typer(help="KV-cache policies on a Hugging Face decoder: try one on your own model.", no_args_is_help=True)
 app.add_typer(kv_app, name="kv")

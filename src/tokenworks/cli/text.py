@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Optional
 
 import typer
 
 import tokenworks as tw
-from tokenworks.cli.main import fail_options, MAX_STEPS, app, console, device_option, fail, float_option, method_choice, out_option, overwrite_option, parse_options, train_app
+from tokenworks.cli.main import MAX_STEPS, app, console, device_option, fail, fail_options, float_option, method_choice, out_option, overwrite_option, parse_options, train_app
 
 tokenizer_app = typer.Typer(help="Train a tokenizer from a folder of text files; evaluate one on a folder.", no_args_is_help=True)
 app.add_typer(tokenizer_app, name="tokenizer")

@@ -7,7 +7,7 @@ from typing import Annotated, Literal, Optional
 
 import typer
 
-from tokenworks.cli.main import fail_options, MAX_STEPS, app, bench_root, console, device_option, fail, float_option, method_choice, name_option, out_option, overwrite_option, parse_options
+from tokenworks.cli.main import MAX_STEPS, app, bench_root, console, device_option, fail, fail_options, float_option, method_choice, name_option, out_option, overwrite_option, parse_options
 
 DATASETS = Literal["fashion-mnist", "mnist5k"]
 
