@@ -47,7 +47,7 @@ def test_decode_generate_errors_name_the_argument(tmp_path):
     out = lambda *a: runner.invoke(app, ["decode", "generate", *a]).output  # noqa: E731
     assert "TARGET must be a local model folder" in out(str(tmp_path / "nope"), "--method", "prompt_lookup", "--prompt", "hi")
     assert "--method must be one of" in out(str(t), "--method", "magic", "--prompt", "hi")
-    assert "--draft is required" in out(str(t), "--prompt", "hi")
-    assert "k must be >= 1" in out(str(t), "--method", "prompt_lookup", "--k", "0", "--prompt", "hi")
+    assert "--draft: is required" in out(str(t), "--prompt", "hi")
+    assert "'--k'" in out(str(t), "--method", "prompt_lookup", "--k", "0", "--prompt", "hi")
     assert "exactly one of them" in out(str(t), "--method", "prompt_lookup")
     assert "uses no draft model" in out(str(t), "--method", "prompt_lookup", "--draft", str(t), "--prompt", "hi")

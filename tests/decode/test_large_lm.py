@@ -32,4 +32,4 @@ def test_train_command_tiny(tmp_path, monkeypatch):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("user file")
     run = CliRunner().invoke(app, ["train", "decode-large-lm", "--tiny", "--out", str(tmp_path / "mine")])
-    assert "refusing to overwrite" in run.output and (tmp_path / "mine" / "notes.txt").is_file()
+    assert "--overwrite" in run.output and "did not write" in run.output and (tmp_path / "mine" / "notes.txt").is_file()

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from tokenworks.cli.main import app, console, fail, parse_options, train_app
+from tokenworks.cli.main import app, console, device_option, fail, fail_options, float_option, method_choice, out_option, overwrite_option, parse_options, train_app
 
 decode_app = typer.Typer(help="Speculative decoding on Hugging Face causal LMs: try a method on your own models.", no_args_is_help=True)
 app.add_typer(decode_app, name="decode")
@@ -33,17 +33,17 @@ def _load(folder: str, flag: str, device: str):
 def decode_generate(
     target: Annotated[str, typer.Argument(help="A local Hugging Face causal-LM folder (the model whose output is kept)")],
     draft: Annotated[Optional[str], typer.Option(help="A local draft-model folder sharing TARGET's tokenizer (methods that need one)")] = None,
-    method: Annotated[str, typer.Option(help="A registered decoder (tokenworks list --kind spec_decoder)")] = "spec_sampling",
-    k: Annotated[int, typer.Option(help="Draft tokens per step (>= 1)")] = 4,
+    method: Annotated[str, typer.Option(help="A registered decoder (tokenworks list --kind spec_decoder)", parser=method_choice("spec_decoder", "--method"))] = "spec_sampling",
+    k: Annotated[int, typer.Option(help="Draft tokens per step", min=1, max=256)] = 4,
     prompt: Annotated[Optional[list[str]], typer.Option(help="A prompt; repeat for a batch")] = None,
-    prompt_file: Annotated[Optional[Path], typer.Option(help="Read one prompt per non-empty line of this UTF-8 file")] = None,
-    max_new_tokens: Annotated[int, typer.Option(min=1)] = 64,
+    prompt_file: Annotated[Optional[Path], typer.Option(help="Read one prompt per non-empty line of this UTF-8 file", exists=True, dir_okay=False)] = None,
+    max_new_tokens: Annotated[int, typer.Option(min=1, max=100_000)] = 64,
     sample: Annotated[bool, typer.Option("--sample/--greedy", help="Sample (exactly the target's distribution) or decode greedily")] = False,
-    temperature: Annotated[float, typer.Option(help="Sampling temperature (> 0)")] = 1.0,
-    seed: Annotated[int, typer.Option()] = 0,
+    temperature: Annotated[float, float_option("Sampling temperature (> 0)", min=1e-6, max=1e6)] = 1.0,
+    seed: Annotated[int, typer.Option(min=0, max=2**31 - 1)] = 0,
     option: Annotated[Optional[list[str]], typer.Option(help="Method option key=value (JSON value), repeatable; e.g. max_ngram=3")] = None,
     compare: Annotated[bool, typer.Option("--compare/--no-compare", help="Also run TARGET's own greedy generate and report agreement and time")] = True,
-    device: Annotated[str, typer.Option()] = "cpu",
+    device: Annotated[str, device_option()] = "cpu",
 ) -> None:
     """Decode PROMPT(s) with METHOD on TARGET (and DRAFT); print the texts and the accepted
     lengths, target/draft forwards and time; with --compare (greedy), the target's own output."""
@@ -53,26 +53,28 @@ def decode_generate(
 
     import tokenworks as tw
 
-    names = [m.name for m in tw.methods(kind="spec_decoder")]
-    if method not in names:
-        fail(f"--method must be one of {names}, got {method!r}")
+    if not target.strip():
+        fail("must be a local model folder, got ''", "TARGET")
+    if draft is not None and not draft.strip():
+        fail("must be a local model folder, got ''", "--draft")
+    try:
+        dec = tw.create(method, k=k, **parse_options(option, "--option"))
+    except (TypeError, ValueError) as e:
+        fail_options(e, "--option")
     if (not prompt) == (prompt_file is None):
-        fail("give --prompt (repeatable) or --prompt-file, exactly one of them")
+        fail("give --prompt (repeatable) or --prompt-file, exactly one of them", "--prompt")
+    arg = "--prompt" if prompt else "--prompt-file"
     if prompt_file is not None:
         try:
             prompt = [line for line in prompt_file.read_text(encoding="utf-8").splitlines() if line.strip()]
         except (OSError, UnicodeDecodeError) as e:
-            fail(f"--prompt-file {prompt_file}: cannot read it as UTF-8 text ({e})")
+            fail(f"{prompt_file}: cannot read it as UTF-8 text ({e})", "--prompt-file")
     if not prompt or not all(p.strip() for p in prompt):
-        fail("--prompt: every prompt must be non-empty text")
-    try:
-        dec = tw.create(method, k=k, **parse_options(option, "--option"))
-    except (TypeError, ValueError) as e:
-        fail(f"--k/--option: {e}" if "k must" in str(e) else str(e))
+        fail("every prompt must be non-empty text", arg)
     if dec.needs_draft and draft is None:
-        fail(f"--draft is required for --method {method} (a local model folder sharing TARGET's tokenizer)")
+        fail(f"is required for --method {method} (a local model folder sharing TARGET's tokenizer)", "--draft")
     if not dec.needs_draft and draft is not None:
-        fail(f"--method {method} uses no draft model; drop --draft")
+        fail(f"--method {method} uses no draft model; drop it", "--draft")
     tlm, tok = _load(target, "TARGET", device)
     dlm = _load(draft, "--draft", device)[0] if draft is not None else None
     if tok.pad_token_id is None:
@@ -114,22 +116,23 @@ def decode_generate(
 
 @train_app.command("decode-large-lm")
 def train_decode_large_lm(
-    out: Annotated[Optional[Path], typer.Option(help="Write here instead of the cache (e.g. assets/decode/large-lm)")] = None,
+    out: Annotated[Optional[Path], out_option("Write here instead of the cache (e.g. assets/decode/large-lm)")] = None,
     tiny: Annotated[bool, typer.Option("--tiny", help="A seconds-long configuration of the same recipe (smoke test)")] = False,
     fp16: Annotated[bool, typer.Option("--fp16/--fp32", help="Save weights in float16 (default, for assets/)")] = True,
-    device: Annotated[str, typer.Option()] = "cpu",
+    device: Annotated[str, device_option()] = "cpu",
+    overwrite: Annotated[bool, overwrite_option()] = False,
 ) -> None:
     """Grow the reference LM to the decoding family's large LM and train it (resumable)."""
     from tokenworks.decode.large_lm import NAME, LargeLMConfig, tiny_config, train_large_lm
-    from tokenworks.io import atomic_dir, cache_dir
+    from tokenworks.io import atomic_dir, cache_dir, prepare_output
 
     config = tiny_config() if tiny else LargeLMConfig()
-    if out is not None and out.exists() and not (out / "tokenworks.json").is_file():
-        fail(f"--out {out} exists and was not written by tokenworks; refusing to overwrite it")
+    if out is not None:
+        prepare_output(out, overwrite=overwrite)
     target = out or cache_dir("models", NAME + ("-tiny" if tiny else ""))
     run = cache_dir("runs", NAME.replace("/", "-") + ("-tiny" if tiny else ""))
     try:
-        with atomic_dir(target) as tmp:
+        with atomic_dir(target, overwrite=overwrite, owned=out is None) as tmp:
             info = train_large_lm(tmp, config, ckpt_dir=run, device=device, fp16=fp16)
     except (FileNotFoundError, TypeError, ValueError) as e:
         fail(str(e))
