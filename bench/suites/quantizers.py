@@ -34,7 +34,7 @@ VERSION = 1  # bump when the model or recipe changes (invalidates cached and com
 # bump a quantizer's entry when its own defaults or mechanism change (invalidates only its checkpoints):
 # issue 8 made vq collapse-proof, robustok the official alpha/beta/delta scheme, binary tempered with the
 # determinism penalty, vat a 2D pyramid (vq_cosine, vq_kmeans, fsq, lfq, rvq are unchanged)
-QUANTIZER_VERSION = {"vq": 2, "robustok": 2, "binary": 2, "vat": 2}
+QUANTIZER_VERSION = {"vq": 2, "robustok": 2, "binary": 3, "vat": 2}  # binary 2: determinism weight 1.0 (collapsed)
 WIDTH = 24
 LATENT_DIM = 16
 
