@@ -91,8 +91,8 @@ def _titok(k: int, **kw) -> dict:
     return {"num_latents": k, "quantizer": "fsq", "quantizer_options": FSQ, **kw}
 
 
+_ROBUST_VQ = {"codebook_size": 1024, "dead_code_threshold": 1.0, "anneal_end": STEPS}
 _2D = {"width": 32, "latent_dim": 16, "quantizer": "fsq"}
-_VQ = {"codebook_size": 1024}
 
 PRESETS: dict[str, Preset] = {
     "patch2d-7x7": Preset("patch2d", {**_2D, "downsample": 4, "quantizer_options": FSQ}, "patch2d", grid=True, seeds=SEEDS),
@@ -112,6 +112,10 @@ PRESETS: dict[str, Preset] = {
     "flextok-32-nodrop": Preset("flextok", _titok(32, nested_dropout=False), "flextok", note="control: no nested dropout", extra=("prefix",)),
     "binary-16": Preset("titok", {"num_latents": 16, "quantizer": "binary", "quantizer_options": {"bits": 10, "group_bits": 10}}, "binary",
                         note="TiTok with 10-bit binary tokens", grid=True),  # fmt: skip
+    "robustok-16": Preset("titok", {"num_latents": 16, "quantizer": "robustok", "quantizer_options": {**_ROBUST_VQ, "alpha": 1.0, "beta": 0.1, "delta": 8}},
+                          "robustok", note="TiTok + RobusTok VQ", grid=True, extra=("perturb",)),  # fmt: skip
+    "vq-16": Preset("titok", {"num_latents": 16, "quantizer": "robustok", "quantizer_options": {**_ROBUST_VQ, "beta": 0.0}},
+                    "titok", note="control: same VQ, no perturbation", extra=("perturb",)),  # fmt: skip
     "titok-49": Preset("titok", _titok(49), "titok", note="equal bits and latent scalars with patch2d-7x7"),
     "textok-16-class": Preset("textok", _titok(16, caption_source="class"), "textok", note="captions: class name only"),
 }

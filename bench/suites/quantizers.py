@@ -43,8 +43,8 @@ def quantizer_options(method: str, bits: int) -> dict[str, Any]:
         return {"num_quantizers": 2, "codebook_size": 2 ** (bits // 2)}
     if method == "binary":
         return {"bits": bits}
-    if method == "vat":  # 70 indices for 49 tokens (scales 1, 4, 16, 49): match bits per image
-        return {"scales": [1, 4, 16, 49], "codebook_size": 2 ** round(bits * 49 / 70)}
+    if method == "vat":  # 70 indices for the 7x7 grid (scales 1x1, 2x2, 4x4, 7x7): match bits per image
+        return {"scales": [1, 2, 4, 7], "codebook_size": 2 ** round(bits * 49 / 70)}
     raise KeyError(f"no budget mapping for quantizer {method!r}; add one to bench/suites/quantizers.py")
 
 

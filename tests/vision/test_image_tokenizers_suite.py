@@ -37,7 +37,7 @@ def tiny_suite(monkeypatch, tmp_cache):
 
     monkeypatch.setattr(suite, "load_fashion_mnist", fake_load)
     monkeypatch.setattr(suite, "PRIOR", PriorConfig(hidden_size=16, layers=1, heads=2, intermediate_size=32, steps=3, batch_size=8, warmup=0))
-    robust = {"codebook_size": 16, "rate": 0.5, "final_rate": 0.1, "anneal_steps": 4}
+    robust = {"codebook_size": 16, "beta": 0.5, "delta": 4, "anneal_end": 4}
     monkeypatch.setattr(suite, "PCA_POINTS", ((2, [8, 5, 5, 5]), (4, [8, 5, 5, 5]), (4, [3, 3, 3, 3])))
     presets = {
         "titok-4": suite.Preset("titok", tiny_options("titok", num_latents=4), "titok", steps=3, grid=True, seeds=(0, 1)),

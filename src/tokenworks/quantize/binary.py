@@ -1,21 +1,34 @@
-"""P20 Instella-T2I: 1D binary latent tokens.
+"""P20 Instella-T2I (Pushing the Limits of 1D Discrete Latent Space Image Generation): 1D binary
+latent tokens.
 
-Mechanism: each token is projected to ``bits`` logits; ``p = sigmoid(logits)``. In training a
-bit is a Bernoulli sample ``b ~ Bern(p)``, at inference it is ``p > 0.5``; gradients pass
-straight through (``b + p - p.detach()``). The bits, mapped to {-1, +1}, are projected back to
-``dim``. A token of ``bits`` bits costs exactly ``bits`` bits.
+Mechanism: each token is projected (a linear layer) to ``bits`` logits ``z``; ``p = sigmoid(z)``.
+In training a bit is a Bernoulli sample at temperature ``temperature``,
+``b ~ Bern(sigmoid(z / temperature))`` (official ``train_temp`` 0.1: a logit of 0.3 already gives
+a 95% draw), at inference it is ``p > 0.5``; gradients pass straight through the un-tempered
+probability (``b + p - p.detach()``). ``aux_loss`` is the official determinism penalty
+``determinism_weight * mean(p * (1 - p))``, which pushes every ``p`` to 0 or 1 so that the
+thresholded bits at inference are the bits the decoder was trained on. The bits are projected
+back to ``dim`` by a linear layer. A token of ``bits`` bits costs exactly ``bits`` bits.
 
-Written here because ``vector-quantize-pytorch`` has no stochastic binary quantizer (its LFQ
-takes the sign deterministically and adds an entropy loss).
+Official code (``bae/bnl.py`` and ``bae/ae_model.py`` of Instella-T2I): the encoder output *is*
+projected, by ``nn.Linear(emb_dim, codebook_size)``, to the bit logits (so the input projection
+here is the paper's, not a deviation), and the bits {0, 1} are mapped back by a learned
+(bits, dim) matrix; here ``proj_out`` acts on {-1, +1} with a bias, the same family of maps
+(``W b = W' (2b - 1) + c`` with ``W' = W / 2``, ``c = W 1 / 2``).
+
+``vector-quantize-pytorch``'s ``BinaryMapper`` is not used: it returns a one-hot vector over all
+``2**bits`` codes per token (65,536 floats per token at 16 bits), its straight-through gradient
+is a softmax over those codes, and its auxiliary loss keeps the bit entropy *high* (a KL to the
+uniform distribution), the opposite of P20's determinism penalty.
 
 Indices: the bits of a token are packed, ``group_bits`` at a time and least significant bit
 first, into integers, so ``indices`` has shape (B, N, bits // group_bits) with values in
 [0, 2**group_bits). ``bits_of(indices)`` unpacks them to (B, N, bits) in {0, 1}.
 
-Deviations: Instella-T2I binarizes the encoder output directly (no input projection) and
-regularizes the bits with a small entropy term; here a linear projection maps ``dim`` to
-``bits`` (identity when they are equal is not assumed) and ``aux_loss`` is an optional
-penalty that pulls the mean bit activation toward 0.5 (``balance_weight``, 0 by default).
+Deviations: the weight of the determinism penalty is not in the released code (the tokenizer
+training script is not public); 1.0 (the penalty added to the loss as returned) is chosen a
+priori, not tuned. ``balance_weight``
+(0 by default) optionally pulls each bit's mean activation toward 0.5.
 """
 
 from __future__ import annotations
@@ -36,11 +49,14 @@ __all__ = ["BinaryQuantizer"]
 @register("binary", paper="P20")
 @dataclass(kw_only=True, eq=False, repr=False)
 class BinaryQuantizer(Quantizer):
-    """P20 binary tokens: Bernoulli in training, threshold at inference, straight-through."""
+    """P20 binary tokens: tempered Bernoulli in training, threshold at inference,
+    straight-through, p(1-p) determinism penalty."""
 
     dim: int
     bits: int = 16
     group_bits: int | None = None
+    temperature: float = 0.1
+    determinism_weight: float = 1.0
     balance_weight: float = 0.0
 
     def validate(self) -> None:
@@ -50,6 +66,8 @@ class BinaryQuantizer(Quantizer):
         check_int("group_bits", self.group_bits, min=1, max=min(self.bits, 30))
         if self.bits % self.group_bits:
             raise ValueError(f"bits ({self.bits}) must be a multiple of group_bits ({self.group_bits})")
+        check_float("temperature", self.temperature, min=0.0, min_open=True)
+        check_float("determinism_weight", self.determinism_weight, min=0.0)
         check_float("balance_weight", self.balance_weight, min=0.0)
 
     def build(self) -> None:
@@ -65,18 +83,20 @@ class BinaryQuantizer(Quantizer):
         return (batch, tokens, self.bits // self.group_bits)
 
     def probabilities(self, x: torch.Tensor) -> torch.Tensor:
-        """Bit probabilities (B, N, bits) for tokens x (B, N, dim)."""
+        """Bit probabilities p = sigmoid(z) (B, N, bits) for tokens x (B, N, dim); the
+        inference bits are p > 0.5."""
         return torch.sigmoid(self.proj_in(x))
 
     def quantize(self, x: torch.Tensor):
-        p = self.probabilities(x)  # (B, N, bits)
+        logits = self.proj_in(x)  # (B, N, bits)
+        p = torch.sigmoid(logits)
         if self.training:
-            hard = torch.bernoulli(p.detach())
+            hard = torch.bernoulli(torch.sigmoid(logits.detach() / self.temperature))
         else:
             hard = (p > 0.5).to(p.dtype)
         b = hard + p - p.detach()  # straight-through: value = hard bits, gradient = dp
         quantized = self.proj_out(2 * b - 1)
-        aux = self.balance_weight * (p.mean(dim=(0, 1)) - 0.5).pow(2).sum()
+        aux = self.determinism_weight * (p * (1 - p)).mean() + self.balance_weight * (p.mean(dim=(0, 1)) - 0.5).pow(2).sum()
         return quantized, self.pack(hard), aux
 
     def pack(self, bits: torch.Tensor) -> torch.Tensor:

@@ -66,6 +66,8 @@ class DiGIT(ImageTokenizer):
     def validate(self) -> None:
         if self.quantizer != "vq":
             raise ValueError(f"quantizer must be 'vq' for DiGIT (its codebook holds the k-means centroids), got {self.quantizer!r}")
+        # a Euclidean codebook written by fit_codebook: no cosine assignment, no k-means init or restarts of its own
+        self.quantizer_options = {"cosine": False, "kmeans_init": False, "dead_code_threshold": 0.0, **self.quantizer_options}
         if (self.image_size, self.channels) != (28, 1):
             raise ValueError(f"DiGIT's feature encoder is the 28x28 grey classifier: image_size must be 28 and channels 1, got {self.image_size} and {self.channels}")
         check_int("teacher_width", self.teacher_width, min=1)

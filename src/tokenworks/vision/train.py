@@ -157,20 +157,28 @@ def evaluate_tokenizer(tok: ImageTokenizer, data: ImageSet, *, batch_size: int =
 def perturbed_fd_local(tok: ImageTokenizer, data: ImageSet, *, rate: float = 0.1, seed: int = 0, ids: torch.Tensor | None = None,
                        batch_size: int = 500, device: str = "cpu") -> float:  # fmt: skip
     """P21's perturbed-decode metric: ``fd_local`` between ``data`` and images decoded from its
-    tokens after ``rate`` of each image's tokens were swapped for neighbouring codes (the
-    quantizer's ``perturb``, e.g. the ``robustok`` quantizer's)."""
+    tokens after each token, with probability ``rate``, was swapped for one of the codes
+    nearest to its *encoder output* (the quantizer's ``perturb(..., latents=...)``, e.g. the
+    ``robustok`` quantizer's; the true code is among the candidates). ``ids`` is accepted for
+    compatibility and checked against the ids encoded here."""
+    import inspect
+
     from tokenworks.models import fd_local
 
     check_float("rate", rate, min=0.0, max=1.0)
     if not hasattr(tok.quant, "perturb"):
         raise ValueError(f"perturbed_fd_local needs a quantizer with perturb(indices, rate) (e.g. 'robustok'), got {tok.quantizer!r}")
+    with_latents = "latents" in inspect.signature(tok.quant.perturb).parameters
     tok = tok.to(device).eval()
-    ids = encode_dataset(tok, data, batch_size=batch_size, device=device) if ids is None else ids
     g = torch.Generator().manual_seed(seed)
-    noisy = tok.quant.perturb(ids.to(device), rate, generator=g)
-    table = dataset_captions(tok, data)
-    recon = []
-    for i in range(0, noisy.shape[0], batch_size):
-        caps = table[0][table[1][i : i + batch_size]].to(device) if table is not None else None
-        recon.append(tok.decode(noisy[i : i + batch_size], caps).cpu())
+    recon, start = [], 0
+    for xb, caps in _batches(tok, data, batch_size, device):
+        cond = tok.condition(caps, xb.shape[0])
+        latents = tok.encode_latents(xb, cond)
+        _, idx, _ = tok.quant(latents)
+        if ids is not None and not torch.equal(idx.cpu(), ids[start : start + xb.shape[0]].cpu()):
+            raise ValueError("ids must be the tokenizer's ids of data (encode_dataset(tok, data))")
+        start += xb.shape[0]
+        noisy = tok.quant.perturb(idx, rate, latents=latents, generator=g) if with_latents else tok.quant.perturb(idx, rate, generator=g)
+        recon.append(tok.decode(noisy, caps).cpu())
     return fd_local(data.float(), torch.cat(recon), dataset=data.name)
