@@ -9,7 +9,11 @@ point:
 
 with ``sign = +1`` when higher y is better, ``-1`` when lower is better; the curve is linear
 in ``x`` (or in ``log x`` with ``log_x=True``) between the control's points and is not
-extrapolated beyond them (a method outside the control's range gets no verdict).
+extrapolated beyond them. A method outside the control's x range is judged by dominance over
+the nearest end point, when ``x_higher_is_better`` says which x side is better (PSNR on an
+NLL-vs-PSNR curve): beyond the best end point (better x) *and* better y than it by more than
+the spread -> held; short of the worst end point (worse x) *and* worse y than it by more than
+the spread -> did not hold; anything else outside the range gets no verdict.
 The method's point is the mean over its seeds; the uncertainty is the seed spread
 
     spread = range(method seeds) + range(control seeds at the interpolation points)
@@ -43,7 +47,7 @@ class Verdict:
 
     @property
     def held(self) -> bool:
-        return self.verdict == HELD
+        return self.verdict.startswith(HELD)
 
     def text(self, unit: str = "") -> str:
         if math.isnan(self.gap):
@@ -93,7 +97,8 @@ def _seeds_at(pts: list[tuple[float, list[float]]], x: float) -> float:
 
 
 def judge(method: Sequence[float] | tuple[float, Sequence[float]], control: Sequence[tuple[float, Sequence[float] | float]], *,
-          higher_is_better: bool = True, log_x: bool = False, min_seeds: int = 3, x: float | None = None) -> Verdict:  # fmt: skip
+          higher_is_better: bool = True, log_x: bool = False, min_seeds: int = 3, x: float | None = None,
+          x_higher_is_better: bool | None = None) -> Verdict:  # fmt: skip
     """Judge ``method`` = (x, [y per seed]) against the control's curve [(x, [y per seed]), ...].
 
     ``min_seeds``: the method and every control point used must have at least this many seeds,
@@ -104,10 +109,25 @@ def judge(method: Sequence[float] | tuple[float, Sequence[float]], control: Sequ
         mx = float(x)
     pts = _check_points("control", control)
     y = sum(mys) / len(mys)
+    sign = 1.0 if higher_is_better else -1.0
     at = interpolate([(px, sum(ys) / len(ys)) for px, ys in pts], mx, log_x=log_x)
     if math.isnan(at):
-        return Verdict(OUTSIDE, float("nan"), float("nan"), at, mx, y)
-    sign = 1.0 if higher_is_better else -1.0
+        if x_higher_is_better is None:
+            return Verdict(OUTSIDE, float("nan"), float("nan"), at, mx, y)
+        lo, hi = pts[0], pts[-1]
+        best, worst = (hi, lo) if x_higher_is_better else (lo, hi)
+        beyond_best = mx > hi[0] if x_higher_is_better else mx < lo[0]
+        end = best if beyond_best else worst
+        end_y = sum(end[1]) / len(end[1])
+        gap = sign * (y - end_y)
+        spread = (max(mys) - min(mys)) + (max(end[1]) - min(end[1]))
+        if len(mys) < min_seeds or len(end[1]) < min_seeds:
+            return Verdict(FEW, gap, spread, end_y, mx, y)
+        if beyond_best and gap > spread:
+            return Verdict(HELD + " (dominates the control's best point)", gap, spread, end_y, mx, y)
+        if not beyond_best and gap < -spread:
+            return Verdict(NOT_HELD + " (dominated by the control's worst point)", gap, spread, end_y, mx, y)
+        return Verdict(OUTSIDE, gap, spread, end_y, mx, y)
     gap = sign * (y - at)
     spread = (max(mys) - min(mys)) + _seeds_at(pts, mx)
     xs = [p[0] for p in pts]

@@ -1,22 +1,40 @@
-"""Suite `image-tokenizers`: 1D latent-token tokenizers from seven papers vs a 2D patch baseline.
+"""Suite `image-tokenizers`: 1D latent-token tokenizers from nine papers vs a 2D patch baseline
+and a linear-PCA baseline.
 
 Every tokenizer is trained on Fashion-MNIST (train split, 28x28 grey) with one recipe (AdamW,
-``STEPS`` steps of batch 64, MSE + the method's own terms) and evaluated on the test split:
-PSNR, SSIM, ``fd_local`` (Frechet distance on the project's classifier features; not FID),
-codebook usage, bits per image, and the held-out NLL (bits per image) of a small
+``STEPS`` steps of batch 64, peak lr ``LR`` after ``WARMUP`` warm-up steps, cosine decay to a
+tenth; MSE + the method's own terms). The 1D tokenizers share one decoder (a ViT over a 7x7
+grid of mask tokens + the tokens, a low-rank linear path, the 2D baseline's conv decoder; see
+:mod:`tokenworks.vision.vit`). Evaluation on the test split: PSNR, SSIM, ``fd_local`` (Frechet
+distance on the project's classifier features; not FID), codebook usage, the collapse
+statistics ``distinct_codes_per_image`` / ``position_entropy`` / ``top_code_share``, bits per
+image, latent scalars per image, and the held-out NLL (bits per image) of a small
 autoregressive token prior (HF ``LlamaForCausalLM``, ``PRIOR``) trained on the tokenizer's ids
-of the first ``PRIOR_IMAGES`` training images, which measures how easy the tokens are to
-generate. FlexTok is also decoded from every prefix length; RobusTok and its control get the
-perturbed-decode ``fd_local``.
+of the first ``PRIOR_IMAGES`` training images (how easy the tokens are to generate). FlexTok is
+also decoded from every prefix length; RobusTok and its control get the perturbed-decode
+``fd_local`` (each token, with probability 0.1 / 0.3, swapped for one of the codes nearest to its
+encoder output).
 
-Presets (``PRESETS``) name the method, its options and the recipe. Their trained tokenizers
-and token priors are committed (float16) under ``assets/vision/<preset>`` and
-``assets/vision/<preset>-prior``; ``tokenworks vision presets`` prints the command that
-reproduces each tokenizer, and ``tokenworks vision presets --train --out assets/vision``
-trains every missing tokenizer and prior (the exact procedure that made the committed ones;
-3-8 CPU minutes per tokenizer, 1-2 per prior, the 196-token prior about 15). Anything
-neither cached nor committed with the same recipe fingerprint is trained during the run
-(into the cache).
+Baselines: the 2D patch tokenizer at 49 tokens (1000 and 81 codes), and linear PCA with
+quantized coefficients (:class:`~tokenworks.vision.QuantizedPCA`) with 4 x tokens components
+and the FSQ levels [8, 5, 5, 5], i.e. the bits and latent scalars of 8/16/32/49 FSQ tokens
+(and of the 81-code 2D grid). ``psnr_minus_pca`` is each tokenizer's PSNR minus the PCA rate
+curve at its bits.
+
+Seeds and verdicts: claim rows (and the control points their verdicts read) are trained with
+``SEEDS``; a row's metrics are the seed means, ``*_spread`` the max - min over seeds and
+``seeds`` the per-seed values. Each claim is judged by :func:`bench.verdict.judge` on the
+control's curve (PSNR vs bits, or prior NLL vs PSNR) interpolated at the method's rate; "held"
+only when the gap exceeds the summed seed ranges.
+
+Presets (``PRESETS``) name the method, its options, the recipe and the seeds. Their trained
+tokenizers and token priors are committed (float16) under ``assets/vision/<unit>`` and
+``assets/vision/<unit>-prior`` (unit = preset, or ``<preset>-s<seed>`` for seed > 0), each with
+its loss curve in ``tokenworks.json`` (``assets/vision/learning_curves.png`` plots them);
+``tokenworks vision presets`` prints the command that reproduces each unit, and ``tokenworks
+vision presets --train --out assets/vision`` trains every missing unit (the exact procedure that
+made the committed ones; 2-6 CPU minutes per tokenizer, 1-2 per prior). Anything neither
+cached nor committed with the same recipe fingerprint is trained during the run (into the cache).
 
 Quick run (``--quick``, used by ``make bench``): 1,000 test images, FlexTok decoded at
 1, 2, 4, ..., 32 tokens. Full run: the whole test split, FlexTok at every length 1..32. Both
@@ -98,7 +116,7 @@ PRESETS: dict[str, Preset] = {
     "patch2d-7x7": Preset("patch2d", {**_2D, "downsample": 4, "quantizer_options": FSQ}, "patch2d", grid=True, seeds=SEEDS),
     "patch2d-7x7-81": Preset("patch2d", {**_2D, "downsample": 4, "quantizer_options": {"levels": [3, 3, 3, 3]}}, "patch2d",
                              note="81 codes: about the bits of 32 1D tokens", seeds=SEEDS),  # fmt: skip
-    "titok-8": Preset("titok", _titok(8), "titok"),
+    "titok-8": Preset("titok", _titok(8), "titok", seeds=SEEDS),
     "titok-16": Preset("titok", _titok(16), "titok", grid=True, seeds=SEEDS),
     "titok-32": Preset("titok", _titok(32), "titok", seeds=SEEDS),
     "hita-16": Preset("hita", {"holistic_tokens": 12, "patch_grid": 2, "quantizer": "fsq", "quantizer_options": FSQ}, "hita", grid=True, seeds=SEEDS),
@@ -110,8 +128,9 @@ PRESETS: dict[str, Preset] = {
     "digit-16": Preset("digit", {"grid": 4}, "digit", grid=True, seeds=SEEDS),
     "flextok-32": Preset("flextok", _titok(32), "flextok", grid=True, extra=("prefix",)),
     "flextok-32-nodrop": Preset("flextok", _titok(32, nested_dropout=False), "flextok", note="control: no nested dropout", extra=("prefix",)),
-    "binary-16": Preset("titok", {"num_latents": 16, "quantizer": "binary", "quantizer_options": {"bits": 10, "group_bits": 10}}, "binary",
-                        note="TiTok with 10-bit binary tokens", grid=True),  # fmt: skip
+    "binary-16": Preset("titok", {"num_latents": 16, "quantizer": "binary", "quantizer_options": {"bits": 10, "group_bits": 10, "determinism_weight": 0.01}},
+                        "binary", note="TiTok with 10-bit binary tokens; determinism penalty 0.01 (at 1.0 every token collapsed to one code)",
+                        grid=True),  # fmt: skip
     "robustok-16": Preset("titok", {"num_latents": 16, "quantizer": "robustok", "quantizer_options": {**_ROBUST_VQ, "alpha": 1.0, "beta": 0.1, "delta": 8}},
                           "robustok", note="TiTok + RobusTok VQ", grid=True, extra=("perturb",)),  # fmt: skip
     "vq-16": Preset("titok", {"num_latents": 16, "quantizer": "robustok", "quantizer_options": {**_ROBUST_VQ, "beta": 0.0}},
@@ -228,9 +247,10 @@ def _pca_rows(x_test: torch.Tensor) -> list[dict]:
     from tokenworks.vision import QuantizedPCA
 
     train = load_fashion_mnist("train").float()
+    eig = QuantizedPCA.eigenbasis(train)
     rows = []
     for tokens, levels in PCA_POINTS:
-        pca = QuantizedPCA(4 * tokens, levels).fit(train)
+        pca = QuantizedPCA(4 * tokens, levels).fit(train, eig=eig)
         rec = pca.reconstruct(x_test)
         ids = pca.encode(x_test)
         rows.append({
@@ -470,7 +490,8 @@ def claim_verdicts(rows: list[dict]) -> list[dict]:
             return
         r = by[method]
         xv = r["metrics"]["bits_per_image"] if x == "bits" else r["metrics"][x]
-        v = judge((xv, _seeds(r, y)), _curve(by, control, x, y), higher_is_better=higher, log_x=log_x)
+        v = judge((xv, _seeds(r, y)), _curve(by, control, x, y), higher_is_better=higher, log_x=log_x,
+                  x_higher_is_better=True if x == "psnr" else None)  # fmt: skip
         out.append({"paper": paper, "claim": claim, "method": method, "control": control, "x": x, "y": y, "verdict": v, "what": what})
 
     add("1D tokens reconstruct better than the 2D grid at equal bits", "P23", "titok-32", twod, "bits", "psnr", log_x=True,
@@ -531,3 +552,53 @@ def summary(rows: list[dict]) -> str:
     out += ["", "Spreads are max - min over the seeds (`seeds` in params); one-seed rows get no verdict (`too few seeds`). "
             "The per-token NLL column is the prior NLL divided by the ids per image; bits per image is log2(codebook) x ids."]  # fmt: skip
     return "\n".join(out)
+
+
+# ---- learning curves of the committed tokenizers ------------------------------------------------
+def curve_flatness(curve: list[list[float]]) -> float:
+    """Relative drop of the training loss over the last fifth of training: (mean loss over
+    steps 60-80% - mean over 80-100%) / mean over 80-100%. Near 0 = flattened."""
+    n = len(curve)
+    a = [v for _, v in curve[int(0.6 * n) : int(0.8 * n)]]
+    b = [v for _, v in curve[int(0.8 * n) :]]
+    return (sum(a) / len(a) - sum(b) / len(b)) / (sum(b) / len(b))
+
+
+def plot_learning_curves(asset_dir: Path, out: Path) -> dict[str, float]:
+    """One panel per preset: the training loss (10-step means) of each seed, log scale, from
+    the ``loss_curve`` each asset's ``tokenworks.json`` keeps. Returns {unit: flatness}."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from tokenworks.io import load_json
+
+    asset_dir = Path(asset_dir)
+    found = {u: (n, s) for u, n, s in units() if (asset_dir / u / "tokenworks.json").is_file()}
+    names = [n for n in PRESETS if any(v[0] == n for v in found.values())]
+    cols = 4
+    rows_n = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows_n, cols, figsize=(3.2 * cols, 2.3 * rows_n), squeeze=False)
+    flat = {}
+    for ax, name in zip(axes.flat, names):
+        for unit, (n, seed) in found.items():
+            if n != name:
+                continue
+            curve = load_json(asset_dir / unit / "tokenworks.json").get("loss_curve")
+            if not curve:
+                continue
+            flat[unit] = curve_flatness(curve)
+            ax.plot([s for s, _ in curve], [v for _, v in curve], lw=0.8, label=f"seed {seed}: last-fifth drop {flat[unit]:.1%}")
+        ax.set_yscale("log")
+        ax.set_title(name, fontsize=8)
+        ax.tick_params(which="both", labelsize=6)
+        ax.legend(fontsize=5)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(names) :]:
+        ax.axis("off")
+    fig.suptitle(f"Training loss (MSE + method terms, 10-step means) of the committed tokenizers; {STEPS} steps, lr {LR:g}, warm-up {WARMUP}, cosine", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return flat

@@ -78,3 +78,20 @@ def test_bad_input():
         judge((1, [1.0]), [])
     with pytest.raises(ValueError, match="finite"):
         judge((1, [float("nan")]), _control())
+
+
+def test_outside_the_range_dominance_decides_both_ways():
+    """NLL vs PSNR (x = PSNR, higher x better; y = NLL, lower better): a method past the best
+    control point with lower NLL dominates it; one short of the worst point with higher NLL is
+    dominated; a method past the best point with *higher* NLL gets no verdict (trade-off)."""
+    control = [(p, [100 + 20 * (p - 18) + d for d in (-1, 0, 1)]) for p in (18.0, 19.0, 20.0)]  # NLL 100..140
+    kw = {"higher_is_better": False, "x_higher_is_better": True}
+    dom = judge((21.0, [120, 121, 122]), control, **kw)  # better PSNR than 20 dB and NLL 121 < 140
+    assert dom.held and dom.verdict.startswith("held") and dom.gap == pytest.approx(19.0)
+    sub = judge((17.5, [110, 111, 112]), control, **kw)  # worse PSNR than 18 dB and NLL 111 > 100
+    assert sub.verdict.startswith("did not hold") and sub.gap == pytest.approx(-11.0)
+    trade = judge((21.0, [150, 151, 152]), control, **kw)
+    assert trade.verdict == "outside the control's range"
+    cheap = judge((17.5, [80, 81, 82]), control, **kw)  # worse PSNR but lower NLL: a trade-off too
+    assert cheap.verdict == "outside the control's range"
+    assert judge((21.0, [121.0]), control, **kw).verdict == "too few seeds"

@@ -91,6 +91,21 @@ def test_pretrained_tokenizer_trains_once_then_loads(tmp_cache):
                              dataset="mnist5k", train_if_missing=False)  # fmt: skip
 
 
+def test_changed_options_never_resume_another_recipes_checkpoint(tmp_cache, tmp_path):
+    """Two recipes that differ only in a quantizer option (same parameter shapes, same
+    training config) share a run folder: the second must train, not load the first's weights
+    (the training loop's resume check sees only its own config)."""
+    from tokenworks.vision.store import train_and_save
+
+    cfg = TokenizerTrainConfig(steps=2, batch_size=4, warmup=0)
+    a = train_and_save(tmp_path / "a", "patch2d", tiny_options("patch2d", quantizer_options={"levels": [8, 5, 5, 5]}), cfg, dataset="mnist5k", ckpt_dir=tmp_path / "run")
+    b = train_and_save(tmp_path / "b", "patch2d", tiny_options("patch2d", quantizer_options={"levels": [7, 5, 5, 5]}), cfg, dataset="mnist5k", ckpt_dir=tmp_path / "run")
+    enc = "encoder.0.weight"
+    assert not torch.equal(a.state_dict()[enc], b.state_dict()[enc])  # same init (seed 0), different training
+    again = train_and_save(tmp_path / "c", "patch2d", tiny_options("patch2d", quantizer_options={"levels": [8, 5, 5, 5]}), cfg, dataset="mnist5k", ckpt_dir=tmp_path / "run")
+    assert torch.equal(a.state_dict()[enc], again.state_dict()[enc])  # the same recipe resumes (and finds it finished)
+
+
 def test_cli_vision_train_writes_a_loadable_asset(tmp_cache, tmp_path):
     runner = CliRunner()
     args = ["vision", "train", "titok", "--name", "t", "--steps", "2", "--batch-size", "4", "--dataset", "mnist5k",

@@ -39,16 +39,17 @@ class QuantizedPCA:
             return math.inf
         return sum(math.log2(self.levels[i % len(self.levels)]) for i in range(self.components))
 
-    def fit(self, images: torch.Tensor) -> QuantizedPCA:
+    def fit(self, images: torch.Tensor, *, eig: tuple[torch.Tensor, torch.Tensor] | None = None) -> QuantizedPCA:
+        """Fit on ``images``; ``eig`` = (mean, eigenvectors largest first) of the same images,
+        from :meth:`eigenbasis`, skips the covariance (to fit several sizes at once)."""
         check_tensor("images", images, floating=True)
         x = images.reshape(images.shape[0], -1).double()
         if self.components > x.shape[1]:
             raise ValueError(f"components ({self.components}) must be at most the pixels per image ({x.shape[1]})")
         self.shape = tuple(images.shape[1:])
-        self.mean = x.mean(0)
+        self.mean, vecs = eig if eig is not None else self.eigenbasis(images)
         xc = x - self.mean
-        _, vecs = torch.linalg.eigh(xc.T @ xc / x.shape[0])
-        self.basis = vecs.flip(1)[:, : self.components]  # (D, k), largest variance first
+        self.basis = vecs[:, : self.components]  # (D, k), largest variance first
         if self.levels is not None:
             coef = xc @ self.basis
             self.edges, self.values = [], []
@@ -61,6 +62,15 @@ class QuantizedPCA:
                 self.edges.append(edges)
                 self.values.append(vals)
         return self
+
+    @staticmethod
+    def eigenbasis(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean (D,), eigenvectors of the covariance (D, D), largest eigenvalue first), float64."""
+        x = images.reshape(images.shape[0], -1).double()
+        mean = x.mean(0)
+        xc = x - mean
+        _, vecs = torch.linalg.eigh(xc.T @ xc / x.shape[0])
+        return mean, vecs.flip(1)
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """(N, ...) images -> (N, k) coefficients (continuous) or bin indices (quantized)."""

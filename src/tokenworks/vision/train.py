@@ -115,6 +115,27 @@ def encode_dataset(tok: ImageTokenizer, data: ImageSet, *, batch_size: int = 500
     return torch.cat([tok.encode(x, caps).cpu() for x, caps in _batches(tok, data, batch_size, device)])
 
 
+_REAL_FEATURES: dict = {}
+
+
+@torch.no_grad()
+def _fd_local(real: torch.Tensor, generated: torch.Tensor, dataset: str) -> float:
+    """``tokenworks.models.fd_local`` with the real images' classifier features computed once
+    per image set (the suites score many tokenizers against the same test images)."""
+    from tokenworks.metrics.image import frechet_distance
+    from tokenworks.models import image_classifier
+
+    model = image_classifier(dataset)
+    dev = next(model.parameters()).device
+    flat = real.reshape(-1).double()
+    key = (dataset, tuple(real.shape), float(flat.sum()), float((flat * torch.arange(flat.numel(), dtype=torch.float64).remainder(977)).sum()))
+    if key not in _REAL_FEATURES:
+        _REAL_FEATURES.clear()
+        _REAL_FEATURES[key] = torch.cat([model.features(b.to(dev)).cpu() for b in real.split(1000)])
+    fake = torch.cat([model.features(b.to(dev)).cpu() for b in generated.split(1000)])
+    return frechet_distance(_REAL_FEATURES[key], fake)
+
+
 @torch.no_grad()
 def evaluate_tokenizer(tok: ImageTokenizer, data: ImageSet, *, batch_size: int = 500, device: str = "cpu", return_outputs: bool = False) -> dict:
     """Reconstruction metrics on ``data``: PSNR, SSIM, fd_local, codebook usage/perplexity, bits, and the collapse statistics
@@ -123,7 +144,6 @@ def evaluate_tokenizer(tok: ImageTokenizer, data: ImageSet, *, batch_size: int =
     With ``return_outputs=True`` the dict also holds ``"ids"`` and ``"recon"`` tensors.
     """
     from tokenworks.metrics import codebook_perplexity, codebook_usage, psnr, ssim
-    from tokenworks.models import fd_local
     from tokenworks.vision.collapse import distinct_codes_per_image, position_entropy, top_code_share
 
     tok = tok.to(device).eval()
@@ -139,7 +159,7 @@ def evaluate_tokenizer(tok: ImageTokenizer, data: ImageSet, *, batch_size: int =
     out = {
         "psnr": float(psnr(recon, x).mean()),
         "ssim": float(ssim(recon, x).mean()),
-        "fd_local": fd_local(x, recon, dataset=data.name) if data.name in ("fashion-mnist", "mnist5k") else float("nan"),
+        "fd_local": _fd_local(x, recon, data.name) if data.name in ("fashion-mnist", "mnist5k") else float("nan"),
         "codebook_usage": codebook_usage(idx, k),
         "codebook_perplexity": codebook_perplexity(idx, k),
         "distinct_codes_per_image": distinct_codes_per_image(idx),
@@ -163,8 +183,6 @@ def perturbed_fd_local(tok: ImageTokenizer, data: ImageSet, *, rate: float = 0.1
     compatibility and checked against the ids encoded here."""
     import inspect
 
-    from tokenworks.models import fd_local
-
     check_float("rate", rate, min=0.0, max=1.0)
     if not hasattr(tok.quant, "perturb"):
         raise ValueError(f"perturbed_fd_local needs a quantizer with perturb(indices, rate) (e.g. 'robustok'), got {tok.quantizer!r}")
@@ -181,4 +199,4 @@ def perturbed_fd_local(tok: ImageTokenizer, data: ImageSet, *, rate: float = 0.1
         start += xb.shape[0]
         noisy = tok.quant.perturb(idx, rate, latents=latents, generator=g) if with_latents else tok.quant.perturb(idx, rate, generator=g)
         recon.append(tok.decode(noisy, caps).cpu())
-    return fd_local(data.float(), torch.cat(recon), dataset=data.name)
+    return _fd_local(data.float(), torch.cat(recon), data.name)
