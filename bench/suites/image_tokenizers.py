@@ -36,7 +36,7 @@ vision presets --train --out assets/vision`` trains every missing unit (the exac
 made the committed ones; 2-6 CPU minutes per tokenizer, 1-2 per prior). Anything neither
 cached nor committed with the same recipe fingerprint is trained during the run (into the cache).
 
-Quick run (``--quick``, used by ``make bench``): 1,000 test images, FlexTok decoded at
+Quick run (``--quick``, used by ``make bench``): 500 test images, FlexTok decoded at
 1, 2, 4, ..., 32 tokens. Full run: the whole test split, FlexTok at every length 1..32. Both
 use the same committed tokenizers and priors.
 """
@@ -72,7 +72,7 @@ PERTURB_RATES = (0.1, 0.3)
 PRIOR = PriorConfig(hidden_size=64, layers=2, heads=4, intermediate_size=192, steps=600, batch_size=64, lr=3e-3, warmup=30)
 PRIOR_IMAGES = 20_000  # training images whose ids train each token prior
 GRID_IMAGES = 8
-QUICK_TEST = 1000  # test images in the quick run (the full run uses all 10,000)
+QUICK_TEST = 500  # test images in the quick run (the full run uses all 10,000)
 SEEDS = (0, 1, 2)  # claim rows (and the control points their verdicts use) are trained with these seeds
 
 
@@ -119,9 +119,10 @@ PRESETS: dict[str, Preset] = {
     "titok-8": Preset("titok", _titok(8), "titok", seeds=SEEDS),
     "titok-16": Preset("titok", _titok(16), "titok", grid=True, seeds=SEEDS),
     "titok-32": Preset("titok", _titok(32), "titok", seeds=SEEDS),
-    "hita-16": Preset("hita", {"holistic_tokens": 12, "patch_grid": 2, "quantizer": "fsq", "quantizer_options": FSQ}, "hita", grid=True, seeds=SEEDS),
+    # Hita: one seed each (seeds 1-2 did not fit the training budget of issue 8; its verdict says "too few seeds")
+    "hita-16": Preset("hita", {"holistic_tokens": 12, "patch_grid": 2, "quantizer": "fsq", "quantizer_options": FSQ}, "hita", grid=True),
     "hita-patch-16": Preset("hita", {"holistic_tokens": 0, "patch_grid": 4, "quantizer": "fsq", "quantizer_options": FSQ}, "hita",
-                            note="control: the same architecture with patch tokens only (4x4), no holistic tokens", seeds=SEEDS),  # fmt: skip
+                            note="control: the same architecture with patch tokens only (4x4), no holistic tokens"),  # fmt: skip
     "textok-16": Preset("textok", _titok(16), "textok", grid=True, seeds=SEEDS, note="captions: class + 4 attribute words"),
     "gigatok-16": Preset("gigatok", _titok(16), "gigatok", grid=True, seeds=SEEDS),
     "vavae-7x7": Preset("vavae", {**_2D, "downsample": 4, "quantizer_options": FSQ}, "vavae", grid=True, seeds=SEEDS),
@@ -131,12 +132,11 @@ PRESETS: dict[str, Preset] = {
     "binary-16": Preset("titok", {"num_latents": 16, "quantizer": "binary", "quantizer_options": {"bits": 10, "group_bits": 10, "determinism_weight": 0.01}},
                         "binary", note="TiTok with 10-bit binary tokens; determinism penalty 0.01 (at 1.0 every token collapsed to one code)",
                         grid=True),  # fmt: skip
+    "titok-49": Preset("titok", _titok(49), "titok", note="equal bits and latent scalars with patch2d-7x7"),
     "robustok-16": Preset("titok", {"num_latents": 16, "quantizer": "robustok", "quantizer_options": {**_ROBUST_VQ, "alpha": 1.0, "beta": 0.1, "delta": 8}},
                           "robustok", note="TiTok + RobusTok VQ", grid=True, extra=("perturb",)),  # fmt: skip
     "vq-16": Preset("titok", {"num_latents": 16, "quantizer": "robustok", "quantizer_options": {**_ROBUST_VQ, "beta": 0.0}},
                     "titok", note="control: same VQ, no perturbation", extra=("perturb",)),  # fmt: skip
-    "titok-49": Preset("titok", _titok(49), "titok", note="equal bits and latent scalars with patch2d-7x7"),
-    "textok-16-class": Preset("textok", _titok(16, caption_source="class"), "textok", note="captions: class name only"),
 }
 
 

@@ -123,9 +123,9 @@ def _fd_local(real: torch.Tensor, generated: torch.Tensor, dataset: str) -> floa
     """``tokenworks.models.fd_local`` with the real images' classifier features computed once
     per image set (the suites score many tokenizers against the same test images)."""
     from tokenworks.metrics.image import frechet_distance
-    from tokenworks.models import image_classifier
+    from tokenworks.models import classifier
 
-    model = image_classifier(dataset)
+    model = classifier.image_classifier(dataset)  # looked up in its module, as fd_local does
     dev = next(model.parameters()).device
     flat = real.reshape(-1).double()
     key = (dataset, tuple(real.shape), float(flat.sum()), float((flat * torch.arange(flat.numel(), dtype=torch.float64).remainder(977)).sum()))
