@@ -10,6 +10,7 @@ from types import ModuleType
 SUITE_MODULES = {
     "quantizers": "bench.suites.quantizers",
     "image-tokenizers": "bench.suites.image_tokenizers",
+    "vat-3d": "bench.suites.vat_3d",
     "text-tokenizers": "bench.suites.text_tokenizers",
     "kv-cache": "bench.suites.kv_cache",
 }

@@ -3,7 +3,9 @@
 The model is the `patch2d` baseline (conv encoder/decoder, 28x28 -> 7x7 = 49 tokens) trained on
 Fashion-MNIST with each quantizer at equal code budgets in bits per token (4 and 8 bits; 12 in
 the full run). Metrics on the test split: PSNR, SSIM, `fd_local` (Frechet distance on the
-project's classifier features; not FID), codebook usage and perplexity, bits per image.
+project's classifier features; not FID), codebook usage and perplexity, bits per image, and the
+collapse checks: distinct codes per image, position entropy (bits), share of tokens on the most
+used code; for P20 binary the share of undecided bits (0.1 < p < 0.9).
 
 Trained tokenizers are cached (``$TOKENWORKS_CACHE/models/quantizers/...``); the quick
 budgets' checkpoints are committed under ``assets/quantizers/`` (made by
@@ -18,8 +20,8 @@ from typing import Any
 
 import tokenworks as tw
 from tokenworks.data import load_fashion_mnist
-from tokenworks.io import cache_dir
-from tokenworks.models import load_or_train
+from tokenworks.metrics import distinct_codes_per_image, position_entropy, top_code_share
+from tokenworks.models import find_model, load_or_train
 from tokenworks.models.store import write_model_info
 from tokenworks.vision import ImageTokenizer, TokenizerTrainConfig, evaluate_tokenizer, train_tokenizer
 
@@ -29,6 +31,10 @@ DESCRIPTION = """Every registered quantizer as the bottleneck of the same 2D pat
 test-split reconstruction. `fd_local` is a Frechet distance on features of a classifier trained here (not FID)."""
 
 VERSION = 1  # bump when the model or recipe changes (invalidates cached and committed checkpoints)
+# bump a quantizer's entry when its own defaults or mechanism change (invalidates only its checkpoints):
+# issue 8 made vq collapse-proof, robustok the official alpha/beta/delta scheme, binary tempered with the
+# determinism penalty, vat a 2D pyramid (vq_cosine, vq_kmeans, fsq, lfq, rvq are unchanged)
+QUANTIZER_VERSION = {"vq": 2, "robustok": 2, "binary": 3, "vat": 2}  # binary 2: determinism weight 1.0 (collapsed)
 WIDTH = 24
 LATENT_DIM = 16
 
@@ -52,42 +58,68 @@ def _train_config(device: str) -> TokenizerTrainConfig:
     return TokenizerTrainConfig(steps=1200, batch_size=64, lr=2e-3, warmup=50, seed=0, device=device)
 
 
+def model_path(method: str, bits: int, device: str = "cpu") -> tuple[Path, bool]:
+    """The trained patch2d + ``method`` tokenizer at ``bits`` bits per token (committed asset, cache,
+    or trained now) and whether it was trained now."""
+    opts = quantizer_options(method, bits)
+    tcfg = _train_config(device)
+    model_opts = {"quantizer": method, "quantizer_options": opts, "width": WIDTH, "latent_dim": LATENT_DIM, "downsample": 4}
+    fingerprint = {"suite": NAME, "version": VERSION, "model": model_opts, "train": {k: getattr(tcfg, k) for k in ("steps", "batch_size", "lr", "warmup", "seed")}}
+    if method in QUANTIZER_VERSION:
+        fingerprint["quantizer_version"] = QUANTIZER_VERSION[method]
+
+    def _train(out: Path, run_dir: Path) -> None:
+        import torch
+
+        torch.manual_seed(0)
+        tok = tw.create("patch2d", **model_opts)
+        t0 = time.perf_counter()
+        train_tokenizer(tok, load_fashion_mnist("train"), tcfg, ckpt_dir=run_dir, desc=f"patch2d + {method} ({bits} bits/token)")
+        seconds = time.perf_counter() - t0
+        tok.save_pretrained(out)
+        write_model_info(out, fingerprint, train_seconds=seconds)
+
+    name = f"quantizers/{method}-{bits}b"
+    trained_now = find_model(name, fingerprint) is None
+    return load_or_train(name, fingerprint, _train), trained_now
+
+
 def run(ctx) -> Any:
     budgets = [4, 8] if ctx.quick else [4, 8, 12]
     test = load_fashion_mnist("test")
     test = test.take(1000) if ctx.quick else test
-    train = load_fashion_mnist("train")
     methods = [m for m in tw.methods(kind="quantizer")]
     jobs = [(m, b) for m in methods for b in budgets]
     for m, bits in ctx.track(jobs, "quantizers: train/load + evaluate"):
         opts = quantizer_options(m.name, bits)
-        tcfg = _train_config(ctx.device)
-        model_opts = {"quantizer": m.name, "quantizer_options": opts, "width": WIDTH, "latent_dim": LATENT_DIM, "downsample": 4}
-        fingerprint = {"suite": NAME, "version": VERSION, "model": model_opts, "train": {k: getattr(tcfg, k) for k in ("steps", "batch_size", "lr", "warmup", "seed")}}
-        timing: dict[str, float] = {}
-
-        def _train(out: Path, run_dir: Path) -> None:
-            import torch
-
-            torch.manual_seed(0)
-            tok = tw.create("patch2d", **model_opts)
-            t0 = time.perf_counter()
-            train_tokenizer(tok, train, tcfg, ckpt_dir=run_dir, desc=f"patch2d + {m.name} ({bits} bits/token)")
-            timing["train_seconds"] = time.perf_counter() - t0
-            tok.save_pretrained(out)
-            write_model_info(out, fingerprint, train_seconds=timing["train_seconds"])
-
-        path = load_or_train(f"quantizers/{m.name}-{bits}b", fingerprint, _train)
+        path, trained_now = model_path(m.name, bits, ctx.device)
         tok = ImageTokenizer.from_pretrained(path, device=ctx.device)
-        metrics = evaluate_tokenizer(tok, test, device=ctx.device)
+        metrics = evaluate_tokenizer(tok, test, device=ctx.device, return_outputs=True)
+        ids = metrics.pop("ids")
+        metrics.pop("recon")
+        metrics |= {"distinct_codes_per_image": distinct_codes_per_image(ids), "position_entropy": position_entropy(ids),
+                    "top_code_share": top_code_share(ids)}  # fmt: skip
+        if m.name == "binary":
+            metrics |= _bit_determinism(tok, test, ctx.device)
         yield {
             "family": m.family,
             "method": m.name,
             "paper": m.paper,
             "params": {"quantizer_options": opts, "tokenizer": "patch2d", "width": WIDTH, "latent_dim": LATENT_DIM},
             "budget": {"bits_per_token": round(metrics["bits_per_image"] / 49, 3), "tokens": metrics["tokens"]},
-            "metrics": {k: v for k, v in metrics.items() if k != "tokens"} | {"trained_now": bool(timing)},
+            "metrics": {k: v for k, v in metrics.items() if k != "tokens"} | {"trained_now": trained_now},
         }
+
+
+def _bit_determinism(tok, test, device: str) -> dict[str, float]:
+    """Share of test bits with 0.1 < p < 0.9 for p = sigmoid(z) (thresholded at inference) and for
+    the training draw's probability sigmoid(z / temperature)."""
+    import torch
+
+    with torch.no_grad():
+        z = tok.quant.proj_in(tok.encode_latents(test.float().to(device)))
+    undecided = lambda p: float(((p > 0.1) & (p < 0.9)).float().mean())  # noqa: E731
+    return {"undecided_bits": undecided(torch.sigmoid(z)), "undecided_bits_at_train_temperature": undecided(torch.sigmoid(z / tok.quant.temperature))}
 
 
 def plots(rows: list[dict], out_dir: Path) -> list[tuple[str, str]]:
@@ -124,7 +156,10 @@ def headline(method: str, rows: list[dict]) -> str | None:
         return None
     best = max(rows, key=lambda r: r["metrics"]["bits_per_image"])
     m = best["metrics"]
-    return f"PSNR {m['psnr']:.2f} dB, usage {m['codebook_usage']:.0%} at {m['bits_per_image']:.0f} bits/image"
+    text = f"PSNR {m['psnr']:.2f} dB, usage {m['codebook_usage']:.0%} at {m['bits_per_image']:.0f} bits/image"
+    if "distinct_codes_per_image" in m:
+        text += f", {m['distinct_codes_per_image']:.1f} distinct codes/image"
+    return text
 
 
 def summary(rows: list[dict]) -> str:

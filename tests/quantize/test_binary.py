@@ -21,7 +21,7 @@ def test_training_samples_bernoulli_at_the_training_temperature(temperature):
 
 def test_default_temperature_is_the_official_one_and_inference_thresholds_p():
     q = tw.create("binary", dim=4, bits=8)
-    assert q.temperature == 0.1
+    assert q.temperature == 0.1 and q.determinism_weight > 0
     q.eval()
     x = torch.randn(2, 5, 4)
     _, idx, _ = q(x)

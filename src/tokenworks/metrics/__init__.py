@@ -1,4 +1,4 @@
-"""Metrics as pure functions: images (PSNR, SSIM, Frechet distance), codes, text."""
+"""Metrics as pure functions: images (PSNR, SSIM, Frechet distance), codes, point clouds, text."""
 
 from tokenworks.metrics.codes import (
     code_histogram,
@@ -9,14 +9,17 @@ from tokenworks.metrics.codes import (
     top_code_share,
 )
 from tokenworks.metrics.image import frechet_distance, gaussian_stats, psnr, ssim
+from tokenworks.metrics.points import chamfer_distance, f_score
 from tokenworks.metrics.text import bits_per_byte
 
 __all__ = [
     "bits_per_byte",
+    "chamfer_distance",
     "code_histogram",
     "codebook_perplexity",
     "codebook_usage",
     "distinct_codes_per_image",
+    "f_score",
     "frechet_distance",
     "gaussian_stats",
     "position_entropy",
