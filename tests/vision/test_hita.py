@@ -50,18 +50,42 @@ def test_causal_stage_matches_prefix_by_prefix_loop(stage):
 
 
 def test_holistic_tokens_see_the_whole_image():
-    """Stage 1 is full attention: a change in one corner moves every holistic token."""
+    """Stage 1 is full attention: a change in one corner moves every holistic token by a
+    real share (>= 5%) of what it moves the most-moved token (the corner's own patch token),
+    not by a rounding error (a masked-out stage 1 gives exactly 0)."""
     tok = _tok()
     x = images(2)
     y = x.clone()
     y[:, :, :7, :7] = 1 - y[:, :, :7, :7]
     with torch.no_grad():
         d = (tok.encode_latents(x) - tok.encode_latents(y)).abs().amax(dim=(0, 2))
-    assert (d[:3] > 1e-6).all()
+    assert (d[:3] > 0.05 * d.max()).all(), d
+
+
+def test_trained_hita_decoder_uses_the_holistic_tokens():
+    """The committed hita-16: giving an image another image's holistic ids (its patch ids
+    kept) must cost real reconstruction quality (>= 1 dB PSNR on average), else the holistic
+    tokens are decoration."""
+    from pathlib import Path
+
+    from tokenworks.data import load_fashion_mnist
+    from tokenworks.metrics import psnr
+    from tokenworks.vision import ImageTokenizer
+
+    path = Path(__file__).resolve().parents[2] / "assets" / "vision" / "hita-16"
+    if not (path / "model.safetensors").is_file():
+        pytest.skip("assets/vision/hita-16 is not committed")
+    tok = ImageTokenizer.from_pretrained(path)
+    x = load_fashion_mnist("test").take(200).float()
+    ids = tok.encode(x)
+    swapped = ids.clone()
+    swapped[:, : tok.holistic_tokens] = ids.roll(1, dims=0)[:, : tok.holistic_tokens]
+    own, other = psnr(tok.decode(ids), x).mean(), psnr(tok.decode(swapped), x).mean()
+    assert own - other > 1.0, (float(own), float(other))
 
 
 def test_bad_options():
     with pytest.raises(ValueError, match="patch_grid must be <= 4"):
         tw.create("hita", patch_size=7, patch_grid=5)
-    with pytest.raises(ValueError, match="holistic_tokens must be >= 1"):
-        tw.create("hita", holistic_tokens=0)
+    with pytest.raises(ValueError, match="holistic_tokens must be >= 0"):
+        tw.create("hita", holistic_tokens=-1)

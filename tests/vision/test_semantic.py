@@ -38,7 +38,7 @@ def _teacher_cells(x: torch.Tensor, grid: int) -> torch.Tensor:
 def test_gigatok_semantic_loss_matches_a_loop():
     tok = tiny("gigatok").train()
     x = images(2)
-    hidden = torch.randn(2, tok.decoder.num_patches, tok.width)
+    hidden = torch.randn(2, tok.decoder.num_patches, tok.decoder_width)
     got = tok.semantic_loss(hidden, x)
     target = _teacher_cells(x, tok.decoder.grid)
     with torch.no_grad():
@@ -54,7 +54,7 @@ def test_gigatok_semantic_loss_matches_a_loop():
 def test_gigatok_regularizes_the_decoder_up_to_reg_layer_only():
     """The regularizer's gradient reaches the encoder (through the straight-through bottleneck)
     and decoder layers <= reg_layer, never the layers after it or the pixel head."""
-    tok = tiny("gigatok", depth=2, reg_layer=1).train()
+    tok = tiny("gigatok", decoder_depth=2, reg_layer=1).train()
     x = images(4)
     latents = tok.encode_latents(x)
     quantized, _, _ = tok.quant(latents)

@@ -126,3 +126,35 @@ def test_flextok_prefix_lengths_are_uniform_over_the_schedule():
     sd = (6000 * (1 / len(choices)) * (1 - 1 / len(choices))) ** 0.5
     for c in choices:
         assert abs(int((k == c).sum()) - expected) < 4 * sd
+
+
+def test_flextok_nested_dropout_masks_exactly_the_tokens_after_k():
+    """In training, image b keeps its first k_b tokens: its reconstruction equals the
+    eval-mode decode of the prefix ids[:, :k_b] alone (the prefix path pads with the dropped
+    token by concatenation, not by the training mask), it ignores every token from k_b on,
+    and it does depend on token k_b - 1."""
+    tok = tiny("flextok", num_latents=8)
+    x = images(3)
+    ks = torch.tensor([1, 4, 8])
+    tok.draw_keep = lambda batch, device=None: ks.to(device)  # the draw is tested separately
+    with torch.no_grad():
+        q, ids, _ = tok.quant(tok.encode_latents(x))
+    tok.train()
+    with torch.enable_grad():
+        out = tok.decode_latents(q).detach()
+    tok.eval()
+    for b, k in enumerate(ks.tolist()):
+        ref = tok.decode(ids[b : b + 1, :k])  # (1, C, H, W), clamped like out's sigmoid range
+        torch.testing.assert_close(out[b : b + 1], ref, atol=1e-5, rtol=1e-5)
+    tok.train()
+    g = torch.Generator().manual_seed(3)
+    for b, k in enumerate(ks.tolist()):
+        later = q.clone()
+        later[b, k:] = torch.randn(later[b, k:].shape, generator=g)
+        last = q.clone()
+        last[b, k - 1] = -last[b, k - 1] + 0.5
+        with torch.enable_grad():
+            same = tok.decode_latents(later).detach()
+            moved = tok.decode_latents(last).detach()
+        torch.testing.assert_close(same[b], out[b], atol=1e-5, rtol=1e-5)
+        assert (moved[b] - out[b]).abs().max() > 1e-4

@@ -34,23 +34,31 @@ def test_train_tokenizer_lowers_the_loss_and_resumes(tmp_path):
         assert torch.equal(va, vb), k
 
 
-def test_conditional_training_gets_class_captions(monkeypatch):
+@pytest.mark.parametrize("source", ["attributes", "class"])
+def test_conditional_training_gets_the_tokenizers_captions(monkeypatch, source):
+    """Training batches carry the embedding of each image's own caption: class name + attribute
+    words (default) or the class name alone."""
     seen = []
-    tok = tiny("textok")
+    tok = tiny("textok", caption_source=source)
     orig = type(tok).loss
 
     def spy(self, images, captions=None):
-        seen.append(captions)
+        seen.append((images, captions))
         return orig(self, images, captions)
 
     monkeypatch.setattr(type(tok), "loss", spy)
     data = _small_set(16)
     train_tokenizer(tok, data, TokenizerTrainConfig(steps=1, batch_size=4, warmup=0))
-    assert seen[0] is not None and seen[0].shape == (4, 384)
+    images, caps = seen[0]
+    assert caps is not None and caps.shape == (4, 384)
     from tokenworks.vision.captions import embed_captions
 
-    known = embed_captions(list(data.classes))
-    assert all(any(torch.allclose(row, k) for k in known) for row in seen[0])
+    x = data.float()
+    for img, row in zip(images, caps):
+        i = next(j for j in range(len(x)) if torch.equal(x[j], img))
+        text = tok.captions_for(x[i : i + 1], data.labels[i : i + 1], list(data.classes))[0]
+        assert (text == data.classes[int(data.labels[i])]) == (source == "class")
+        torch.testing.assert_close(row, embed_captions([text])[0])
 
 
 def test_evaluate_tokenizer_metrics():
@@ -81,6 +89,21 @@ def test_pretrained_tokenizer_trains_once_then_loads(tmp_cache):
     with pytest.raises(FileNotFoundError, match="train it first"):
         pretrained_tokenizer("tiny-titok", "titok", opts, TokenizerTrainConfig(steps=3, batch_size=4, warmup=0),
                              dataset="mnist5k", train_if_missing=False)  # fmt: skip
+
+
+def test_changed_options_never_resume_another_recipes_checkpoint(tmp_cache, tmp_path):
+    """Two recipes that differ only in a quantizer option (same parameter shapes, same
+    training config) share a run folder: the second must train, not load the first's weights
+    (the training loop's resume check sees only its own config)."""
+    from tokenworks.vision.store import train_and_save
+
+    cfg = TokenizerTrainConfig(steps=2, batch_size=4, warmup=0)
+    a = train_and_save(tmp_path / "a", "patch2d", tiny_options("patch2d", quantizer_options={"levels": [8, 5, 5, 5]}), cfg, dataset="mnist5k", ckpt_dir=tmp_path / "run")
+    b = train_and_save(tmp_path / "b", "patch2d", tiny_options("patch2d", quantizer_options={"levels": [7, 5, 5, 5]}), cfg, dataset="mnist5k", ckpt_dir=tmp_path / "run")
+    enc = "encoder.0.weight"
+    assert not torch.equal(a.state_dict()[enc], b.state_dict()[enc])  # same init (seed 0), different training
+    again = train_and_save(tmp_path / "c", "patch2d", tiny_options("patch2d", quantizer_options={"levels": [8, 5, 5, 5]}), cfg, dataset="mnist5k", ckpt_dir=tmp_path / "run")
+    assert torch.equal(a.state_dict()[enc], again.state_dict()[enc])  # the same recipe resumes (and finds it finished)
 
 
 def test_cli_vision_train_writes_a_loadable_asset(tmp_cache, tmp_path):

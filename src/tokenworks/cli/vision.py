@@ -68,22 +68,11 @@ def eval_cmd(
     console.print({k: round(v, 4) if isinstance(v, float) else v for k, v in m.items()})
 
 
-def _trained(path: Path, fingerprint: dict) -> Path | None:
-    """``path`` if it holds a model made with ``fingerprint``."""
-    from tokenworks.io import load_json
-
-    info = path / "tokenworks.json"
-    try:
-        return path if info.is_file() and load_json(info, kind=dict).get("fingerprint") == fingerprint else None
-    except ValueError:
-        return None
-
-
 @vision_app.command("presets")
 def presets_cmd(
     train: Annotated[bool, typer.Option("--train", help="Train every preset that is not in the cache or --out yet")] = False,
     out: Annotated[Path, out_option("Where --train writes (the committed assets live in assets/vision)", parent=True)] = Path("assets/vision"),
-    only: Annotated[Optional[list[str]], typer.Option(help="Only these preset names")] = None,
+    only: Annotated[Optional[list[str]], typer.Option(help="Only these presets (all their seeds) or units (<preset>-s<seed>)")] = None,
     bench_dir: Annotated[Optional[Path], typer.Option(help="Folder holding bench/ (default: found from here)", exists=True, file_okay=False)] = None,
     overwrite: Annotated[bool, overwrite_option()] = False,
 ) -> None:
@@ -91,35 +80,19 @@ def presets_cmd(
     --train, train the missing tokenizers and their token priors into --out (this is how
     assets/vision is made)."""
     bench_root(bench_dir)
-    from bench.suites.image_tokenizers import PRESETS, PRIOR, prior_data, preset_command
+    from bench.suites.image_tokenizers import preset_command, train_units, units
 
-    from tokenworks.io import atomic_dir, cache_dir, prepare_output
-    from tokenworks.models.store import find_model
-    from tokenworks.vision import ImageTokenizer
-    from tokenworks.vision.store import prior_fingerprint, recipe, train_and_save, train_prior_and_save
+    from tokenworks.io import prepare_output
 
-    names = only or list(PRESETS)
-    unknown = [n for n in names if n not in PRESETS]
-    if unknown:
-        fail(f"unknown preset(s) {unknown}; expected some of: {', '.join(PRESETS)}", "--only")
-    for name in names:  # checked with or without --train: a bad --out is refused either way
-        for sub in (name, f"{name}-prior"):
+    try:
+        chosen = units(only)
+    except ValueError as e:
+        fail(str(e), "--only")
+    if not train:
+        for unit, name, seed in chosen:
+            console.print(f"{unit}: {preset_command(name, seed)}")
+        return
+    for unit, _, _ in chosen:  # a bad --out is refused before any training starts
+        for sub in (unit, f"{unit}-prior"):
             prepare_output(out / sub, overwrite=overwrite)
-    for name in names:
-        p = PRESETS[name]
-        console.print(f"{name}: {preset_command(name)}")
-        if not train:
-            continue
-        fp = recipe(p.method, p.options, p.train)
-        tok_path = _trained(out / name, fp) or find_model(f"vision/{name}", fp)
-        if tok_path is None:
-            with atomic_dir(out / name, overwrite=overwrite) as tmp:
-                train_and_save(tmp, p.method, p.options, p.train, ckpt_dir=cache_dir("runs", "vision", name))
-            tok_path = out / name
-        # its token prior, trained on the ids of the saved (float16) tokenizer
-        data = prior_data()
-        prior_fp = prior_fingerprint(fp, data, PRIOR)
-        if _trained(out / f"{name}-prior", prior_fp) is None and find_model(f"vision/{name}-prior", prior_fp) is None:
-            tok = ImageTokenizer.from_pretrained(tok_path)
-            with atomic_dir(out / f"{name}-prior", overwrite=overwrite) as tmp:
-                train_prior_and_save(tmp, name, tok, fp, data, PRIOR, ckpt_dir=cache_dir("runs", "vision", f"{name}-prior"))
+    train_units([u for u, _, _ in chosen], out, log=console.print, overwrite=overwrite)

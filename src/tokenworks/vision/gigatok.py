@@ -13,8 +13,8 @@ generation dilemma); the benchmark measures that with the held-out NLL of a toke
 
 Deviations from the paper:
 - the teacher is the project's Fashion-MNIST classifier (last conv map, 64 x 7 x 7), not
-  DINOv2 (see :mod:`tokenworks.vision.teacher`); its 7x7 map is average-pooled to the
-  decoder's patch grid (4x4 for patch 7; no pooling for patch 4);
+  DINOv2 (see :mod:`tokenworks.vision.teacher`); its 7x7 map matches the decoder's 7x7 grid
+  (``decoder_patch`` 4; it would be average-pooled to a coarser grid);
 - ``reg_weight`` 0.5 and a two-layer MLP are chosen, not tuned; no entropy loss (GigaTok adds
   one for billion-scale VQ; the FSQ bottleneck here has no codebook to collapse), no
   perceptual/adversarial losses, CPU-sized widths.
@@ -48,12 +48,12 @@ class GigaTok(TeacherMixin, TiTok):
     def validate(self) -> None:
         super().validate()
         check_float("reg_weight", self.reg_weight, min=0.0)
-        check_int("reg_layer", self.reg_layer, min=1, max=self.depth)
+        check_int("reg_layer", self.reg_layer, min=1, max=self.decoder_depth)
         check_int("teacher_dim", self.teacher_dim, min=1)
 
     def build(self) -> None:
         super().build()
-        self.sem_proj = nn.Sequential(nn.Linear(self.width, self.width), nn.GELU(), nn.Linear(self.width, self.teacher_dim))
+        self.sem_proj = nn.Sequential(nn.Linear(self.decoder_width, self.decoder_width), nn.GELU(), nn.Linear(self.decoder_width, self.teacher_dim))
 
     def decode_latents(self, tokens: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         if not (self.training and torch.is_grad_enabled()):

@@ -18,7 +18,11 @@ Deviations from the paper (official code read at CVMI-Lab/Hita, ``hita/core/laye
 - the decoder reads every fused token (holistic and patch), where Hita takes the fused
   outputs at the patch positions shifted by ``shift_k`` and decodes them with a VQGAN CNN;
   at a 2x2 patch grid the patch positions alone would be a needless bottleneck;
-- MSE only (no perceptual/adversarial losses), CPU-sized widths.
+- MSE only (no perceptual/adversarial losses), CPU-sized widths; the pixel decoder is the
+  shared 1D decoder of :mod:`tokenworks.vision.vit` (7x7 grid, conv decoder, linear path).
+
+``holistic_tokens=0`` gives the patch-only control of the same architecture (stage 2 is then
+a causal pass over the pooled patch tokens alone), e.g. ``patch_grid=4`` for 16 patch tokens.
 """
 
 from __future__ import annotations
@@ -55,29 +59,33 @@ class Hita(ImageTokenizer):
     depth: int = 2
     heads: int = 4
     fusion_depth: int = 1
+    decoder_width: int = 64
+    decoder_depth: int = 2
+    decoder_patch: int = 4
 
     def validate(self) -> None:
-        check_int("holistic_tokens", self.holistic_tokens, min=1, max=1024)
-        check_vit_options(image_size=self.image_size, patch_size=self.patch_size, width=self.width, depth=self.depth, heads=self.heads)
+        check_int("holistic_tokens", self.holistic_tokens, min=0, max=1024)
+        check_vit_options(image_size=self.image_size, patch_size=self.patch_size, width=self.width, depth=self.depth, heads=self.heads,
+                          decoder_width=self.decoder_width, decoder_depth=self.decoder_depth, decoder_patch=self.decoder_patch)  # fmt: skip
         check_int("patch_grid", self.patch_grid, min=1, max=self.image_size // self.patch_size)
         check_int("fusion_depth", self.fusion_depth, min=1)
 
     def build(self) -> None:
-        common = {"image_size": self.image_size, "channels": self.channels, "patch": self.patch_size,
-                  "width": self.width, "depth": self.depth, "heads": self.heads}  # fmt: skip
         # stage 1: holistic queries + all patches, full attention
         self.patches = PatchEmbed(image_size=self.image_size, channels=self.channels, patch=self.patch_size, width=self.width)
-        self.queries = nn.Parameter(torch.randn(1, self.holistic_tokens, self.width) * 0.02)
+        self.queries = nn.Parameter(torch.randn(1, self.holistic_tokens, self.width) * self.width**-0.5)
+        self.ln_pre = nn.LayerNorm(self.width)
         self.stage1 = Transformer(self.width, self.depth, self.heads)
         # stage 2: causal over [holistic; pooled patches]
-        self.seq_pos = nn.Parameter(torch.randn(1, self.num_tokens, self.width) * 0.02)
+        self.seq_pos = nn.Parameter(torch.randn(1, self.num_tokens, self.width) * self.width**-0.5)
         self.stage2 = Transformer(self.width, self.depth, self.heads)
         self.to_latent = nn.Linear(self.width, self.latent_dim)
         # decoder: light causal fusion, then the ViT pixel decoder over all fused tokens
         self.fuse_in = nn.Linear(self.latent_dim, self.width)
-        self.fuse_pos = nn.Parameter(torch.randn(1, self.num_tokens, self.width) * 0.02)
+        self.fuse_pos = nn.Parameter(torch.randn(1, self.num_tokens, self.width) * self.width**-0.5)
         self.fusion = Transformer(self.width, self.fusion_depth, self.heads)
-        self.decoder = LatentDecoder(**common, num_latents=self.num_tokens, in_dim=self.width)
+        self.decoder = LatentDecoder(image_size=self.image_size, channels=self.channels, width=self.decoder_width, depth=self.decoder_depth,
+                                     heads=self.heads, num_latents=self.num_tokens, in_dim=self.width, decoder_patch=self.decoder_patch)  # fmt: skip
         self.register_buffer("causal", causal_mask(self.num_tokens), persistent=False)
 
     @property
@@ -92,7 +100,7 @@ class Hita(ImageTokenizer):
         """(B, C, H, W) -> stage-1 sequence [holistic (H); pooled patches (G)], (B, H+G, W)."""
         x = self.patches(images)  # (B, P, W)
         q = self.queries.expand(x.shape[0], -1, -1)  # (B, H, W)
-        h = self.stage1(torch.cat([q, x], dim=1))
+        h = self.stage1(self.ln_pre(torch.cat([q, x], dim=1)))
         holistic, patches = h[:, : self.holistic_tokens], h[:, self.holistic_tokens :]
         grid = rearrange(patches, "b (gh gw) w -> b w gh gw", gh=self.patches.grid)
         pooled = rearrange(F.adaptive_avg_pool2d(grid, self.patch_grid), "b w gh gw -> b (gh gw) w")

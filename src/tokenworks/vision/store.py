@@ -25,11 +25,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from tokenworks.checks import check_choice
 from tokenworks.vision.base import ImageTokenizer
 from tokenworks.vision.train import TokenizerTrainConfig, train_tokenizer
 
-__all__ = ["pretrained_prior", "pretrained_tokenizer", "prior_fingerprint", "recipe", "train_and_save", "train_prior_and_save"]
+__all__ = ["loss_curve", "pretrained_prior", "pretrained_tokenizer", "prior_fingerprint", "recipe", "train_and_save", "train_prior_and_save"]
 
 DATASETS = ("fashion-mnist", "mnist5k")
 
@@ -39,6 +41,26 @@ def recipe(method: str, options: dict[str, Any], config: TokenizerTrainConfig, d
     train = asdict(config)
     train.pop("device")
     return {"method": method, "options": dict(options), "dataset": dataset, "train": train}
+
+
+def _run_dir(ckpt_dir: str | Path | None, fingerprint: dict[str, Any]) -> Path | None:
+    """``ckpt_dir/<hash of fingerprint>``: a changed recipe (options, prior, tokenizer) never
+    resumes another recipe's checkpoint (the training loop's own check sees only its config)."""
+    import hashlib
+    import json
+
+    if ckpt_dir is None:
+        return None
+    return Path(ckpt_dir) / hashlib.sha256(json.dumps(fingerprint, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def loss_curve(history: list[tuple[int, float]], every: int = 10) -> list[list[float]]:
+    """The training loss averaged over blocks of ``every`` steps: [[last step of block, mean loss], ...]."""
+    out = []
+    for i in range(0, len(history), every):
+        block = history[i : i + every]
+        out.append([int(block[-1][0]), round(sum(v for _, v in block) / len(block), 6)])
+    return out
 
 
 def train_and_save(out: str | Path, method: str, options: dict[str, Any], config: TokenizerTrainConfig, *,
@@ -53,15 +75,17 @@ def train_and_save(out: str | Path, method: str, options: dict[str, Any], config
     import torch
 
     check_choice("dataset", dataset, DATASETS)
-    torch.manual_seed(config.seed)  # the initialisation is part of the recipe
+    torch.manual_seed(config.seed)  # the initialisation is part of the seed's recipe
     tok = tw.create(method, **options)
     if not isinstance(tok, ImageTokenizer):
         raise ValueError(f"method must name an image tokenizer, got {method!r}")
     t0 = time.perf_counter()
-    result = train_tokenizer(tok, load_images(dataset, "train"), config, ckpt_dir=ckpt_dir, desc=f"{method} {Path(out).name}")
+    run = _run_dir(ckpt_dir, recipe(method, options, config, dataset))
+    result = train_tokenizer(tok, load_images(dataset, "train"), config, ckpt_dir=run, desc=f"{method} {Path(out).name}")
     tok.save_pretrained(out, half=half)
     write_model_info(out, recipe(method, options, config, dataset), final_loss=result.final_loss,
-                     train_seconds=round(time.perf_counter() - t0, 1), params=sum(p.numel() for p in tok.parameters()))  # fmt: skip
+                     train_seconds=round(time.perf_counter() - t0, 1), params=sum(p.numel() for p in tok.parameters()),
+                     loss_curve=loss_curve(result.history))  # fmt: skip
     return tok
 
 
@@ -114,7 +138,8 @@ def train_prior_and_save(out: str | Path, name: str, tok: ImageTokenizer, tokeni
 
     t0 = time.perf_counter()
     ids = encode_dataset(tok, data, device=device)
-    model = train_token_prior(ids, tok.codebook_size, config, ckpt_dir=ckpt_dir, device=device, desc=f"prior {name}")
+    run = _run_dir(ckpt_dir, prior_fingerprint(tokenizer_recipe, data, config))
+    model = train_token_prior(ids, tok.codebook_size, config, ckpt_dir=run, device=device, desc=f"prior {name}")
     model.to("cpu").half().save_pretrained(out, safe_serialization=True)
     write_model_info(out, prior_fingerprint(tokenizer_recipe, data, config), train_seconds=round(time.perf_counter() - t0, 1),
                      params=sum(p.numel() for p in model.parameters()))  # fmt: skip

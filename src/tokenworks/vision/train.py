@@ -3,8 +3,9 @@
 ``train_tokenizer(tok, data, TokenizerTrainConfig(...), ckpt_dir=...)`` runs the project's
 training loop (progress bar, atomic checkpoints, resume, seed-reproducible) on random batches
 of an :class:`~tokenworks.data.ImageSet`. It first calls ``tok.prepare(data)`` (k-means
-codebooks, teachers) and, for caption-conditioned tokenizers, gives every image its class
-name as caption (MiniLM embeddings of ``data.classes``, computed once).
+codebooks, teachers) and, for caption-conditioned tokenizers, gives every image the caption
+the tokenizer writes for it (``captions_for``; TexTok: class name + image attributes),
+embedded once per distinct caption with MiniLM.
 
 ``evaluate_tokenizer(tok, data)`` returns reconstruction metrics; ``encode_dataset`` the ids of
 a whole image set (for the token prior); ``perturbed_fd_local`` the P21 perturbed-decode
@@ -51,13 +52,20 @@ def _check_data(tok: ImageTokenizer, data: ImageSet) -> torch.Tensor:
     return data.float()
 
 
-def class_captions(tok: ImageTokenizer, data: ImageSet) -> torch.Tensor | None:
-    """(num_classes, E) caption embeddings of ``data.classes`` for a conditional tokenizer, else None."""
+def dataset_captions(tok: ImageTokenizer, data: ImageSet) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Caption embeddings of every image of ``data`` for a conditional tokenizer, else None:
+    ``(table (U, E), index (N,))`` with image i's caption embedding ``table[index[i]]``.
+    The captions are the tokenizer's ``captions_for(images, labels, classes)`` (TexTok: the class
+    name with image attributes), embedded once per distinct string."""
     if not tok.conditional:
         return None
     from tokenworks.vision.captions import embed_captions
 
-    return embed_captions(list(data.classes))
+    x = data.float()
+    texts = [c for i in range(0, x.shape[0], 5000) for c in tok.captions_for(x[i : i + 5000], data.labels[i : i + 5000], list(data.classes))]
+    uniq = sorted(set(texts))
+    pos = {t: i for i, t in enumerate(uniq)}
+    return embed_captions(uniq), torch.tensor([pos[t] for t in texts])
 
 
 def train_tokenizer(
@@ -73,8 +81,8 @@ def train_tokenizer(
     images = _check_data(tok, data)
     torch.manual_seed(config.seed)
     tok.prepare(data)
-    table = class_captions(tok, data)
-    labels = data.labels
+    caps = dataset_captions(tok, data)
+    labels = caps[1] if caps is not None else data.labels
 
     def batch_fn(step: int, g: torch.Generator):
         i = torch.randint(0, images.shape[0], (config.batch_size,), generator=g)
@@ -82,9 +90,9 @@ def train_tokenizer(
 
     def loss_fn(model, batch):
         x, y = batch
-        if table is None:
+        if caps is None:
             return model.loss(x)
-        return model.loss(x, table.to(x.device)[y])
+        return model.loss(x, caps[0].to(x.device)[y])
 
     tc = TrainConfig(steps=config.steps, lr=config.lr, warmup=config.warmup, seed=config.seed, device=config.device,
                      desc=desc or f"{tok.registry_name} tokenizer", checkpoint_every=max(50, config.steps // 10))  # fmt: skip
@@ -94,9 +102,9 @@ def train_tokenizer(
 @torch.no_grad()
 def _batches(tok: ImageTokenizer, data: ImageSet, batch_size: int, device: str):
     x = _check_data(tok, data)
-    table = class_captions(tok, data)
+    table = dataset_captions(tok, data)
     for i in range(0, x.shape[0], batch_size):
-        caps = table[data.labels[i : i + batch_size]].to(device) if table is not None else None
+        caps = table[0][table[1][i : i + batch_size]].to(device) if table is not None else None
         yield x[i : i + batch_size].to(device), caps
 
 
@@ -107,14 +115,36 @@ def encode_dataset(tok: ImageTokenizer, data: ImageSet, *, batch_size: int = 500
     return torch.cat([tok.encode(x, caps).cpu() for x, caps in _batches(tok, data, batch_size, device)])
 
 
+_REAL_FEATURES: dict = {}
+
+
+@torch.no_grad()
+def _fd_local(real: torch.Tensor, generated: torch.Tensor, dataset: str) -> float:
+    """``tokenworks.models.fd_local`` with the real images' classifier features computed once
+    per image set (the suites score many tokenizers against the same test images)."""
+    from tokenworks.metrics.image import frechet_distance
+    from tokenworks.models import classifier
+
+    model = classifier.image_classifier(dataset)  # looked up in its module, as fd_local does
+    dev = next(model.parameters()).device
+    flat = real.reshape(-1).double()
+    key = (dataset, tuple(real.shape), float(flat.sum()), float((flat * torch.arange(flat.numel(), dtype=torch.float64).remainder(977)).sum()))
+    if key not in _REAL_FEATURES:
+        _REAL_FEATURES.clear()
+        _REAL_FEATURES[key] = torch.cat([model.features(b.to(dev)).cpu() for b in real.split(1000)])
+    fake = torch.cat([model.features(b.to(dev)).cpu() for b in generated.split(1000)])
+    return frechet_distance(_REAL_FEATURES[key], fake)
+
+
 @torch.no_grad()
 def evaluate_tokenizer(tok: ImageTokenizer, data: ImageSet, *, batch_size: int = 500, device: str = "cpu", return_outputs: bool = False) -> dict:
-    """Reconstruction metrics on ``data``: PSNR, SSIM, fd_local, codebook usage/perplexity, bits.
+    """Reconstruction metrics on ``data``: PSNR, SSIM, fd_local, codebook usage/perplexity, bits, and the collapse statistics
+    ``distinct_codes_per_image``, ``position_entropy`` (bits) and ``top_code_share``.
 
     With ``return_outputs=True`` the dict also holds ``"ids"`` and ``"recon"`` tensors.
     """
     from tokenworks.metrics import codebook_perplexity, codebook_usage, psnr, ssim
-    from tokenworks.models import fd_local
+    from tokenworks.vision.collapse import distinct_codes_per_image, position_entropy, top_code_share
 
     tok = tok.to(device).eval()
     recons, ids = [], []
@@ -129,9 +159,12 @@ def evaluate_tokenizer(tok: ImageTokenizer, data: ImageSet, *, batch_size: int =
     out = {
         "psnr": float(psnr(recon, x).mean()),
         "ssim": float(ssim(recon, x).mean()),
-        "fd_local": fd_local(x, recon, dataset=data.name) if data.name in ("fashion-mnist", "mnist5k") else float("nan"),
+        "fd_local": _fd_local(x, recon, data.name) if data.name in ("fashion-mnist", "mnist5k") else float("nan"),
         "codebook_usage": codebook_usage(idx, k),
         "codebook_perplexity": codebook_perplexity(idx, k),
+        "distinct_codes_per_image": distinct_codes_per_image(idx),
+        "position_entropy": position_entropy(idx),
+        "top_code_share": top_code_share(idx),
         "bits_per_image": tok.bits_per_image,
         "tokens": tok.num_tokens,
     }
@@ -144,20 +177,26 @@ def evaluate_tokenizer(tok: ImageTokenizer, data: ImageSet, *, batch_size: int =
 def perturbed_fd_local(tok: ImageTokenizer, data: ImageSet, *, rate: float = 0.1, seed: int = 0, ids: torch.Tensor | None = None,
                        batch_size: int = 500, device: str = "cpu") -> float:  # fmt: skip
     """P21's perturbed-decode metric: ``fd_local`` between ``data`` and images decoded from its
-    tokens after ``rate`` of each image's tokens were swapped for neighbouring codes (the
-    quantizer's ``perturb``, e.g. the ``robustok`` quantizer's)."""
-    from tokenworks.models import fd_local
+    tokens after each token, with probability ``rate``, was swapped for one of the codes
+    nearest to its *encoder output* (the quantizer's ``perturb(..., latents=...)``, e.g. the
+    ``robustok`` quantizer's; the true code is among the candidates). ``ids`` is accepted for
+    compatibility and checked against the ids encoded here."""
+    import inspect
 
     check_float("rate", rate, min=0.0, max=1.0)
     if not hasattr(tok.quant, "perturb"):
         raise ValueError(f"perturbed_fd_local needs a quantizer with perturb(indices, rate) (e.g. 'robustok'), got {tok.quantizer!r}")
+    with_latents = "latents" in inspect.signature(tok.quant.perturb).parameters
     tok = tok.to(device).eval()
-    ids = encode_dataset(tok, data, batch_size=batch_size, device=device) if ids is None else ids
     g = torch.Generator().manual_seed(seed)
-    noisy = tok.quant.perturb(ids.to(device), rate, generator=g)
-    table = class_captions(tok, data)
-    recon = []
-    for i in range(0, noisy.shape[0], batch_size):
-        caps = table[data.labels[i : i + batch_size]].to(device) if table is not None else None
-        recon.append(tok.decode(noisy[i : i + batch_size], caps).cpu())
-    return fd_local(data.float(), torch.cat(recon), dataset=data.name)
+    recon, start = [], 0
+    for xb, caps in _batches(tok, data, batch_size, device):
+        cond = tok.condition(caps, xb.shape[0])
+        latents = tok.encode_latents(xb, cond)
+        _, idx, _ = tok.quant(latents)
+        if ids is not None and not torch.equal(idx.cpu(), ids[start : start + xb.shape[0]].cpu()):
+            raise ValueError("ids must be the tokenizer's ids of data (encode_dataset(tok, data))")
+        start += xb.shape[0]
+        noisy = tok.quant.perturb(idx, rate, latents=latents, generator=g) if with_latents else tok.quant.perturb(idx, rate, generator=g)
+        recon.append(tok.decode(noisy, caps).cpu())
+    return _fd_local(data.float(), torch.cat(recon), data.name)
