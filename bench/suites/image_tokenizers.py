@@ -264,7 +264,7 @@ def _pca_rows(x_test: torch.Tensor) -> list[dict]:
 
 
 def _entropy_per_position(ids: torch.Tensor) -> float:
-    from tokenworks.vision.collapse import position_entropy
+    from tokenworks.metrics.codes import position_entropy
 
     return position_entropy(ids)
 

@@ -11,7 +11,7 @@ import torch
 
 from tokenworks.data import load_mnist5k
 from tokenworks.vision import TokenizerTrainConfig, train_tokenizer
-from tokenworks.vision.collapse import distinct_codes_per_image, position_entropy, top_code_share
+from tokenworks.metrics.codes import distinct_codes_per_image, position_entropy, top_code_share
 
 from vision_tiny import TOKENIZERS, tiny
 

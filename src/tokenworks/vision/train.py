@@ -144,7 +144,7 @@ def evaluate_tokenizer(tok: ImageTokenizer, data: ImageSet, *, batch_size: int =
     With ``return_outputs=True`` the dict also holds ``"ids"`` and ``"recon"`` tensors.
     """
     from tokenworks.metrics import codebook_perplexity, codebook_usage, psnr, ssim
-    from tokenworks.vision.collapse import distinct_codes_per_image, position_entropy, top_code_share
+    from tokenworks.metrics.codes import distinct_codes_per_image, position_entropy, top_code_share
 
     tok = tok.to(device).eval()
     recons, ids = [], []
