@@ -5,7 +5,7 @@ The 2D patch tokenizer is the baseline; the papers' tokenizers share the same ba
 VA-VAE (P46), DiGIT (P22); P20 binary tokens and P21 RobusTok are quantizers that any of them
 takes (``quantizer="binary"`` / ``"robustok"``). :mod:`tokenworks.vision.prior` measures how
 well an autoregressive prior models a tokenizer's tokens; :class:`QuantizedPCA` is the linear
-baseline; :mod:`tokenworks.vision.collapse` the per-image code statistics.
+baseline; :mod:`tokenworks.metrics.codes` holds the per-image code statistics.
 """
 
 from tokenworks.vision.base import ImageTokenizer
