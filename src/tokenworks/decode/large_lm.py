@@ -132,7 +132,7 @@ def train_large_lm(out: str | Path, config: LargeLMConfig | None = None, *, smal
     """Grow ``small`` (default: the reference LM) to ``config.layers`` layers, train it on the
     prose corpus and save it (model, tokenizer, ``tokenworks.json``, ``loss_curve.png``)."""
     from tokenworks.data import load_prose
-    from tokenworks.models.lm import _next_token_loss, evaluate_lm, reference_lm, token_stream
+    from tokenworks.models.lm import _next_token_loss, evaluate_lm, prose_batches, reference_lm
     from tokenworks.models.store import write_model_info
     from tokenworks.train import TrainConfig, train
 
@@ -144,21 +144,8 @@ def train_large_lm(out: str | Path, config: LargeLMConfig | None = None, *, smal
     small = small.float().cpu().eval()
     torch.manual_seed(config.seed)
     model = grow_lm(small, config.layers).float()
-    docs, size = [], 0
-    for d in load_prose("train").documents:
-        if config.train_bytes is not None and size >= config.train_bytes:
-            break
-        docs.append(d)
-        size += len(d.encode("utf-8"))
-    stream = token_stream(docs, tokenizer)
+    batch_fn = prose_batches(tokenizer, train_bytes=config.train_bytes, seq_len=config.seq_len, batch_size=config.batch_size)
     L = config.seq_len
-    if stream.numel() < L + 2:
-        raise ValueError(f"the training text has {stream.numel()} tokens, fewer than seq_len + 2 = {L + 2}")
-
-    def batch_fn(step: int, g: torch.Generator) -> torch.Tensor:
-        starts = torch.randint(0, stream.numel() - L - 1, (config.batch_size,), generator=g)
-        return torch.stack([stream[s : s + L + 1] for s in starts.tolist()])
-
     tc = TrainConfig(steps=config.steps, lr=config.lr, warmup=config.warmup, weight_decay=0.1, seed=config.seed, device=device, desc="decode large LM", checkpoint_every=25)
     result = train(model, _next_token_loss, batch_fn, tc, ckpt_dir=ckpt_dir)
     model.to("cpu").eval()

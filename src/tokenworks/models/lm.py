@@ -140,6 +140,30 @@ def evaluate_lm(model, tokenizer, documents, *, seq_len: int = 256, max_windows:
     }
 
 
+def prose_batches(tokenizer, *, train_bytes: int | None, seq_len: int, batch_size: int):
+    """A ``batch_fn(step, generator)`` for :func:`tokenworks.train.train`: ``batch_size`` random
+    windows of ``seq_len + 1`` tokens from the prose train split (its first ``train_bytes`` bytes,
+    whole documents; all of it when None), tokenized once."""
+    from tokenworks.data import load_prose
+
+    docs, size = [], 0
+    for d in load_prose("train").documents:
+        if train_bytes is not None and size >= train_bytes:
+            break
+        docs.append(d)
+        size += len(d.encode("utf-8"))
+    stream = token_stream(docs, tokenizer)
+    L = seq_len
+    if stream.numel() < L + 2:
+        raise ValueError(f"the training text has {stream.numel()} tokens, fewer than seq_len + 2 = {L + 2}")
+
+    def batch_fn(step: int, g: torch.Generator) -> torch.Tensor:
+        starts = torch.randint(0, stream.numel() - L - 1, (batch_size,), generator=g)
+        return torch.stack([stream[s : s + L + 1] for s in starts.tolist()])  # (B, L + 1)
+
+    return batch_fn
+
+
 def train_reference_lm(out: str | Path, config: LMTrainConfig | None = None, *, ckpt_dir=None, device: str = "cpu", tokenizer=None, fp16: bool = False) -> dict:
     """Train the reference LM and save it (model + tokenizer + ``tokenworks.json``) in ``out``."""
     from transformers import LlamaForCausalLM
@@ -153,21 +177,8 @@ def train_reference_lm(out: str | Path, config: LMTrainConfig | None = None, *, 
     tokenizer = tokenizer if tokenizer is not None else reference_tokenizer(config.vocab_size)
     torch.manual_seed(config.seed)
     model = LlamaForCausalLM(config.llama_config(tokenizer))
-    docs, size = [], 0
-    for d in load_prose("train").documents:
-        if config.train_bytes is not None and size >= config.train_bytes:
-            break
-        docs.append(d)
-        size += len(d.encode("utf-8"))
-    stream = token_stream(docs, tokenizer)
+    batch_fn = prose_batches(tokenizer, train_bytes=config.train_bytes, seq_len=config.seq_len, batch_size=config.batch_size)
     L = config.seq_len
-    if stream.numel() < L + 2:
-        raise ValueError(f"the training text has {stream.numel()} tokens, fewer than seq_len + 2 = {L + 2}")
-
-    def batch_fn(step: int, g: torch.Generator) -> torch.Tensor:
-        starts = torch.randint(0, stream.numel() - L - 1, (config.batch_size,), generator=g)
-        return torch.stack([stream[s : s + L + 1] for s in starts.tolist()])
-
     tc = TrainConfig(steps=config.steps, lr=config.lr, warmup=config.warmup, weight_decay=0.1, seed=config.seed, device=device, desc="reference LM", checkpoint_every=250)
     result = train(model, _next_token_loss, batch_fn, tc, ckpt_dir=ckpt_dir)
     model.to("cpu")
