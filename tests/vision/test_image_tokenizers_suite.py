@@ -132,5 +132,25 @@ def test_presets_train_writes_tokenizers_and_priors(tiny_suite, tmp_path):
     prior_info = load_json(out / "titok-4-prior" / "tokenworks.json")
     assert prior_info["fingerprint"]["tokenizer"] == tok_info["fingerprint"]
     assert (out / "titok-4-prior" / "model.safetensors").is_file() and (out / "titok-4" / "model.safetensors").is_file()
+    assert (out / "learning_curves.png").is_file()  # the command that makes the assets redraws their curves
     again = CliRunner().invoke(app, ["vision", "presets", "--train", "--out", str(out), "--only", "titok-4", "--bench-dir", str(ROOT)])
     assert again.exit_code == 0 and load_json(out / "titok-4" / "tokenworks.json") == tok_info  # nothing retrained
+
+
+def test_learning_curves_plot_and_flatness(tiny_suite, tmp_path):
+    """Flatness on made-up curves with a known answer; the plot reads every committed unit."""
+    import json
+    import math
+
+    flat = [[10 * i, 1.0] for i in range(1, 51)]
+    assert suite.curve_flatness(flat) == 0.0
+    # loss 2 over steps 60-80% and 1 over 80-100%: (2 - 1) / 1
+    step = [[10 * i, 2.0 if i <= 40 else 1.0] for i in range(1, 51)]
+    assert suite.curve_flatness(step) == pytest.approx(1.0)
+    assert math.isnan(suite.curve_flatness(flat[:2]))  # too short to tell
+    for unit in ("titok-4", "titok-4-s1", "flextok-4"):
+        (tmp_path / unit).mkdir()
+        (tmp_path / unit / "tokenworks.json").write_text(json.dumps({"loss_curve": flat if unit != "titok-4-s1" else step}))
+    got = suite.plot_learning_curves(tmp_path, tmp_path / "curves.png")
+    assert got == {"titok-4": 0.0, "titok-4-s1": pytest.approx(1.0), "flextok-4": 0.0}
+    assert (tmp_path / "curves.png").stat().st_size > 1000

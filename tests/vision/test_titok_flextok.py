@@ -158,3 +158,41 @@ def test_flextok_nested_dropout_masks_exactly_the_tokens_after_k():
             moved = tok.decode_latents(last).detach()
         torch.testing.assert_close(same[b], out[b], atol=1e-5, rtol=1e-5)
         assert (moved[b] - out[b]).abs().max() > 1e-4
+
+
+def test_encoder_linear_path_matches_a_loop():
+    """Latent k = out(transformer output at k + linear_out(rows k*r..(k+1)*r of linear_in(2x - 1))),
+    computed token by token; the transformer-only part is the same encoder with the path off."""
+    tok = tiny("titok", num_latents=5, encoder_linear_rank=3).eval()
+    enc = tok.encoder
+    x = images(2)
+    with torch.no_grad():
+        got = enc(x)
+        enc.linear_rank = 0
+        h = enc.transformer(enc.ln_pre(torch.cat([enc.patches(x), (enc.latents + enc.latent_pos).expand(2, -1, -1)], 1)))[:, enc.num_patches :]
+        enc.linear_rank = 3
+        flat = x.reshape(2, -1) * 2 - 1
+        W, b = enc.linear_in.weight, enc.linear_in.bias
+        for k in range(5):
+            lin = flat @ W[3 * k : 3 * k + 3].T + b[3 * k : 3 * k + 3]  # (2, r)
+            torch.testing.assert_close(got[:, k], enc.out(h[:, k] + enc.linear_out(lin)), atol=1e-5, rtol=1e-5)
+
+
+def test_encoder_linear_path_is_linear_in_the_pixels_and_reaches_every_token():
+    """With the transformer's output silenced, the encoder is exactly affine in the image
+    (f(a) + f(b) = f(a + b) + f(0)); without the path the same silenced encoder ignores the image."""
+    for rank in (2, 0):
+        tok = tiny("titok", num_latents=4, encoder_linear_rank=rank).eval()
+        with torch.no_grad():
+            tok.encoder.transformer.norm.weight.zero_()
+            tok.encoder.transformer.norm.bias.zero_()
+            a, b = images(2).split(1)
+            z = torch.zeros_like(a)
+            f = tok.encoder
+            if rank:
+                torch.testing.assert_close(f(a) + f(b), f(a + b) + f(z), atol=1e-4, rtol=1e-4)
+                assert ((f(a) - f(b)).abs().amax(-1) > 1e-4).all()  # every token sees the image
+            else:
+                torch.testing.assert_close(f(a), f(b))
+    with pytest.raises(ValueError, match="encoder_linear_rank"):
+        tw.create("titok", encoder_linear_rank=-1)

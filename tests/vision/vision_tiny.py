@@ -19,6 +19,7 @@ SMALL = {
     "width": 16, "depth": 1, "heads": 2, "latent_dim": 8, "num_latents": 6, "holistic_tokens": 3,
     "teacher_dim": 8, "teacher_width": 4, "kmeans_samples": 400, "kmeans_iters": 5, "text_tokens": 2,
     "fusion_depth": 1, "downsample": 4, "decoder_width": 16, "decoder_depth": 1, "decoder_patch": 4,
+    "encoder_linear_rank": 2,
 }  # fmt: skip
 
 TOKENIZERS = [m.name for m in tw.methods(kind="image_tokenizer")]

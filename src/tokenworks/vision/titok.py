@@ -22,6 +22,9 @@ Deviations from the paper:
   every tokenizer and seed (measured: 1.0 s vs 0.18 s per batch-64 step on one core);
   latent tokens and their position embedding start at ``width**-0.5`` and ``ln_pre``
   normalizes the input sequence, as in the official code;
+- optional encoder linear path (``encoder_linear_rank`` > 0; not in the paper): each latent
+  token also gets a learned rank-r linear function of all pixels (see
+  :mod:`tokenworks.vision.vit`); the benchmark's TiTok-32/49 use rank 4;
 - learning rate 2e-3 with 100 warm-up steps and cosine decay to 2e-4 over 1,200 steps, batch
   64 (official: 1e-4 for many more steps at a much larger batch).
 """
@@ -58,15 +61,18 @@ class TiTok(ImageTokenizer):
     decoder_width: int = 64
     decoder_depth: int = 2
     decoder_patch: int = 4
+    encoder_linear_rank: int = 0
 
     def validate(self) -> None:
         check_int("num_latents", self.num_latents, min=1, max=1024)
+        check_int("encoder_linear_rank", self.encoder_linear_rank, min=0, max=64)
         check_vit_options(image_size=self.image_size, patch_size=self.patch_size, width=self.width, depth=self.depth, heads=self.heads,
                           decoder_width=self.decoder_width, decoder_depth=self.decoder_depth, decoder_patch=self.decoder_patch)  # fmt: skip
 
     def vit_options(self) -> dict:
         return {"image_size": self.image_size, "channels": self.channels, "patch": self.patch_size,
-                "width": self.width, "depth": self.depth, "heads": self.heads, "num_latents": self.num_latents}  # fmt: skip
+                "width": self.width, "depth": self.depth, "heads": self.heads, "num_latents": self.num_latents,
+                "linear_rank": self.encoder_linear_rank}  # fmt: skip
 
     def decoder_options(self) -> dict:
         return {"image_size": self.image_size, "channels": self.channels, "width": self.decoder_width, "depth": self.decoder_depth,

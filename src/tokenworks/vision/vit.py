@@ -20,6 +20,14 @@
   learns to route K global tokens into 49 cells slowly (measured on TiTok-32 at 400 steps:
   15.3 dB without, 17.0 dB with it); the path gives the decoder at least a linear decoding
   of the tokens (what PCA gets) from the first steps, and the ViT adds the rest.
+- the encoder's *linear path* (``linear_rank`` > 0, TiTok's ``encoder_linear_rank``): every
+  latent token also receives a learned linear function of all pixels (rank 4 in the suite: the
+  FSQ scalars a token carries), added to the transformer's output at its position. Not in TiTok
+  either: the latent queries gather the image through softmax attention over 16 patches, a
+  convex mix, and 2 layers at width 64 learn slowly to pass many independent linear features
+  of the image into each token; measured on TiTok-32 at 400 steps (batch 64, lr 2e-3): test
+  PSNR 17.16 dB without, 19.19 dB with it. With both paths the tokenizer contains a linear
+  autoencoder (what PCA is) from the first step.
 - :class:`ConvPixelDecoder`: the 2D baseline's conv decoder (1x1 conv, residual block, two
   stride-2 transposed convs, sigmoid) on the grid.
 
@@ -148,7 +156,8 @@ class LatentEncoder(nn.Module):
     ``width**-0.5`` scale, and ``ln_pre`` normalizes the sequence before the transformer.
     """
 
-    def __init__(self, *, image_size: int, channels: int, patch: int, width: int, depth: int, heads: int, num_latents: int, out_dim: int) -> None:
+    def __init__(self, *, image_size: int, channels: int, patch: int, width: int, depth: int, heads: int, num_latents: int, out_dim: int,
+                 linear_rank: int = 0) -> None:  # fmt: skip
         super().__init__()
         self.patches = PatchEmbed(image_size=image_size, channels=channels, patch=patch, width=width)
         self.grid, self.num_patches = self.patches.grid, self.patches.num_patches
@@ -158,13 +167,21 @@ class LatentEncoder(nn.Module):
         self.ln_pre = nn.LayerNorm(width)
         self.transformer = Transformer(width, depth, heads)
         self.out = nn.Linear(width, out_dim)
+        # the encoder's linear path: every latent token gets a learned linear function of all pixels (rank linear_rank)
+        self.linear_rank = linear_rank
+        if linear_rank:
+            self.linear_in = nn.Linear(channels * image_size**2, num_latents * linear_rank)
+            self.linear_out = nn.Linear(linear_rank, width)
 
     def forward(self, images: torch.Tensor, extra: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
         x = self.patches(images)  # (B, P, W)
         z = (self.latents + self.latent_pos).expand(x.shape[0], -1, -1)  # (B, K, W)
         seq = self.ln_pre(torch.cat([x, z] if extra is None else [x, z, extra], dim=1))
-        h = self.transformer(seq, mask)
-        return self.out(h[:, self.num_patches : self.num_patches + self.num_latents])  # (B, K, out_dim)
+        h = self.transformer(seq, mask)[:, self.num_patches : self.num_patches + self.num_latents]  # (B, K, W)
+        if self.linear_rank:
+            lin = rearrange(self.linear_in(images.flatten(1) * 2 - 1), "b (k r) -> b k r", k=self.num_latents)
+            h = h + self.linear_out(lin)
+        return self.out(h)  # (B, K, out_dim)
 
 
 class LatentDecoder(nn.Module):
