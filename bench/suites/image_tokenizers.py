@@ -561,7 +561,7 @@ def summary(rows: list[dict]) -> str:
         worst = max([0.0, *drops])
         ctrl = dict(_prefix(rows, "flextok-32-nodrop"))
         s = ", ".join(f"k={k}: {v:.2f}" + (f" (no dropout {ctrl[k]:.2f})" if k in ctrl else "") for k, v in pts)
-        out.append(f"- P43 FlexTok (one seed): PSNR (dB) by kept tokens {s}. Monotone in k: {'held' if worst == 0 else 'did not hold'} "
+        out.append(f"- P43 FlexTok (prefixes decoded with seed 0's model): PSNR (dB) by kept tokens {s}. Monotone in k: {'held' if worst == 0 else 'did not hold'} "
                    f"(largest drop between consecutive lengths {worst:.3f} dB).")  # fmt: skip
     below = [f"{n} ({r['metrics']['psnr_minus_pca']:+.2f} dB)" for n, r in by.items() if r["metrics"].get("psnr_minus_pca", 1) < 0]
     out.append(f"- Trivial baseline: every tokenizer above linear PCA with quantized coefficients at equal bits (and, for FSQ tokens, equal latent "

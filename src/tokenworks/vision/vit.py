@@ -26,8 +26,11 @@
   either: the latent queries gather the image through softmax attention over 16 patches, a
   convex mix, and 2 layers at width 64 learn slowly to pass many independent linear features
   of the image into each token; measured on TiTok-32 at 400 steps (batch 64, lr 2e-3): test
-  PSNR 17.16 dB without, 19.19 dB with it. With both paths the tokenizer contains a linear
-  autoencoder (what PCA is) from the first step.
+  PSNR 17.16 dB without, 19.19 dB with it; at the suite's 1,200 steps (3 seeds, 500 test
+  images) TiTok-32 went from 20.20 to 21.60 dB and TiTok-49 from 20.54 (1 seed) to 21.98 dB,
+  above quantized PCA at equal bits and scalars (20.35 / 21.17). The old TiTok-32 decoded its
+  *unrounded* latents at only 20.53 dB: quantization was not the bottleneck. With both paths the
+  tokenizer contains a linear autoencoder (what PCA is) from the first step.
 - :class:`ConvPixelDecoder`: the 2D baseline's conv decoder (1x1 conv, residual block, two
   stride-2 transposed convs, sigmoid) on the grid.
 
