@@ -118,22 +118,63 @@ def decode_generate(
 def train_decode_large_lm(
     out: Annotated[Optional[Path], out_option("Write here instead of the cache (e.g. assets/decode/large-lm)")] = None,
     tiny: Annotated[bool, typer.Option("--tiny", help="A seconds-long configuration of the same recipe (smoke test)")] = False,
+    steps: Annotated[Optional[int], typer.Option(help="Training steps, both stages together (default: the recipe's 500; the tiny one's 2)", min=1, max=100_000)] = None,
     fp16: Annotated[bool, typer.Option("--fp16/--fp32", help="Save weights in float16 (default, for assets/)")] = True,
     device: Annotated[str, device_option()] = "cpu",
     overwrite: Annotated[bool, overwrite_option()] = False,
 ) -> None:
     """Grow the reference LM to the decoding family's large LM and train it (resumable)."""
+    from dataclasses import replace
+
     from tokenworks.decode.large_lm import NAME, LargeLMConfig, tiny_config, train_large_lm
     from tokenworks.io import atomic_dir, cache_dir, prepare_output
 
     config = tiny_config() if tiny else LargeLMConfig()
+    if steps is not None:
+        try:
+            config = replace(config, steps=steps, warmup=min(config.warmup, steps))
+        except ValueError as e:
+            fail(str(e), "--steps")
     if out is not None:
         prepare_output(out, overwrite=overwrite)
-    target = out or cache_dir("models", NAME + ("-tiny" if tiny else ""))
-    run = cache_dir("runs", NAME.replace("/", "-") + ("-tiny" if tiny else ""))
+    suffix = ("-tiny" if tiny else "") + (f"-{steps}steps" if steps is not None else "")
+    target = out or cache_dir("models", NAME + suffix)
+    run = cache_dir("runs", NAME.replace("/", "-") + suffix)
     try:
         with atomic_dir(target, overwrite=overwrite, owned=out is None) as tmp:
             info = train_large_lm(tmp, config, ckpt_dir=run, device=device, fp16=fp16)
     except (FileNotFoundError, TypeError, ValueError) as e:
         fail(str(e))
     console.print(f"saved to {target}: held-out ppl {info['held_out']['ppl']:.2f} (small: {info['held_out_small']['ppl']:.2f}), {info['params']} parameters")
+
+
+@train_app.command("decode-image-ar")
+def train_decode_image_ar(
+    size: Annotated[str, typer.Option(help="Which model of the pair: target (4 layers, d=128) or draft (2 layers, d=64)")] = "target",
+    out: Annotated[Optional[Path], out_option("Write here instead of the cache (e.g. assets/decode/image-ar-target)")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Training steps (default: the recipe's, 800 for the target, 600 for the draft; the tiny one's 2)", min=1, max=100_000)] = None,
+    tiny: Annotated[bool, typer.Option("--tiny", help="A seconds-long configuration of the same recipe (smoke test)")] = False,
+    device: Annotated[str, device_option()] = "cpu",
+    overwrite: Annotated[bool, overwrite_option()] = False,
+) -> None:
+    """Train one of LANTERN's class-conditional AR models over the vq-16 image tokens (resumable)."""
+    from dataclasses import replace
+
+    from tokenworks.decode.image_ar import SIZES, tiny as tiny_config, train_image_ar
+    from tokenworks.io import atomic_dir, cache_dir, prepare_output
+
+    if size not in SIZES:
+        fail(f"must be one of {', '.join(SIZES)}, got {size!r}", "--size")
+    config = tiny_config(size) if tiny else SIZES[size]
+    if steps is not None:
+        config = replace(config, steps=steps, warmup=min(config.warmup, steps))
+    if out is not None:
+        prepare_output(out, overwrite=overwrite)
+    suffix = ("-tiny" if tiny else "") + (f"-{steps}steps" if steps is not None else "")
+    target = out or cache_dir("models", f"decode/image-ar-{size}{suffix}")
+    try:
+        with atomic_dir(target, overwrite=overwrite, owned=out is None) as tmp:
+            info = train_image_ar(tmp, config, ckpt_dir=cache_dir("runs", f"decode-image-ar-{size}{suffix}"), device=device)
+    except (FileNotFoundError, TypeError, ValueError) as e:
+        fail(str(e))
+    console.print(f"saved to {target}: held-out NLL {info['held_out_nll_per_token']:.3f} nats/token, {info['params']} parameters")
