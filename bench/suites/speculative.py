@@ -316,7 +316,7 @@ def headline(method: str, rows: list[dict]) -> str | None:
     if method == "lantern":
         r = next((r for r in rows if r["params"].get("delta") == 0.1 and not r["params"].get("static")), None)
         return None if r is None else (f"image AR, delta=0.1: {r['metrics']['tokens_per_target_forward']:.2f} tokens/target forward, "
-                                       f"TV bound {r['metrics']['tv_bound']:.3f}, fd_local {r['metrics']['fd_local']:.1f}")  # fmt: skip
+                                       f"TV to target {r['metrics']['tv']:.3f}, fd_local {r['metrics']['fd_local']:.1f}")  # fmt: skip
     rows = [r for r in rows if r["params"].get("task") != "image-ar"]
     if method == "r2r":
         r = next((r for r in rows if r["params"].get("target_share") == 0.2), None)

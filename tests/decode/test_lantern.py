@@ -10,7 +10,7 @@ from scipy.stats import chisquare
 from typer.testing import CliRunner
 
 import tokenworks as tw
-from tokenworks.decode.lantern import latent_neighbours, tv_bound
+from tokenworks.decode.lantern import latent_neighbours, output_distribution, tv_bound
 
 from decode_models import distill_draft, left_pad, tiny_lm
 
@@ -79,7 +79,7 @@ def _first_tokens(p, q, table, delta, static, seed=0):
         Q = q.float().expand(N, 1, V).contiguous()
     acc, nxt = dec.verify(P, drafts, torch.ones(N, dtype=torch.long), Q, g)
     first = torch.where(acc > 0, drafts[:, 0], nxt)
-    return torch.bincount(first, minlength=V).double() / N, torch.cat(dec._bounds)
+    return torch.bincount(first, minlength=V).double() / N, torch.cat(dec._bounds)[:, 0]
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -109,16 +109,34 @@ def test_static_output_is_the_relaxed_target_within_delta(seed):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("delta", [0.05, 0.2, 0.5])
 def test_tv_bound_holds_on_toy_distributions(seed, delta):
-    """Sampled drafts: the empirical TV between the output and p stays below the reported bound
-    (+ 4 standard errors of the empirical TV); the bound is informative (< 2 x delta here)."""
+    """Sampled drafts: the empirical output distribution fits the closed form (chi-square p > 0.001)
+    ; its TV to p stays below the reported coupling bound
+    (+ 4 standard errors); the bound is informative (< 2 x delta on these toys)."""
     p, q, table = _toy(seed)
     emp, bounds = _first_tokens(p, q, table, delta, static=False, seed=seed)
     bound = float(bounds[0])
     assert abs(bound - float(tv_bound(p, q, table, delta))) < 1e-5
+    want = output_distribution(p, q, table, delta)
+    obs = (emp * N).round()
+    assert chisquare(obs.numpy(), (want / want.sum() * obs.sum()).numpy()).pvalue > 1e-3
     tv = 0.5 * float((emp - p).abs().sum())
     se = float((p * (1 - p) / N).sqrt().sum()) / 2
     assert tv <= bound + 4 * se
+    assert 0.5 * float((want - p).abs().sum()) <= bound + 1e-6
     assert bound <= 2 * delta
+
+
+def test_exact_tv_never_exceeds_the_bound_on_random_toys():
+    g = torch.Generator().manual_seed(5)
+    for _ in range(200):
+        p = torch.softmax(torch.randn(12, generator=g).double() * 2, -1)
+        q = torch.softmax(torch.randn(12, generator=g).double() * 2, -1)
+        table = latent_neighbours(torch.randn(12, 3, generator=g), 4)
+        delta = float(torch.rand(1, generator=g))
+        P = output_distribution(p, q, table, delta)
+        assert abs(float(P.sum()) - 1) < 1e-9 and float(P.min()) >= 0
+        assert 0.5 * float((P - p).abs().sum()) <= float(tv_bound(p, q, table, delta)) + 1e-9
+    assert torch.allclose(output_distribution(p, q, table, 0.0), p)  # delta = 0: exact
 
 
 def test_bad_options_name_the_argument():
