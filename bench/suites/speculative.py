@@ -184,7 +184,8 @@ def _run(ctx) -> list[dict]:
         return m
 
     for k in s["ks"]:
-        for info in ctx.track(tw.methods(kind="spec_decoder"), f"speculative k={k}"):
+        text_methods = [m for m in tw.methods(kind="spec_decoder") if m.name != "lantern"]  # LANTERN: image-token pair below
+        for info in ctx.track(text_methods, f"speculative k={k}"):
             dec = info.create(k=k)
             d = draft if dec.needs_draft else None
             stats = []
@@ -259,7 +260,7 @@ def _r2r(ctx, s, small, tok, large=None) -> list[dict]:
         except FileNotFoundError:
             ctx.log(f"skipping R2R: {R2R_NOTE} is not trained")
             return []
-    n_train, n_test, L = (12, 12, 64) if ctx.quick else (48, 48, 128)
+    n_train, n_test, L = (32, 24, 64) if ctx.quick else (96, 48, 128)
     g = torch.Generator().manual_seed(ctx.seed)
 
     def windows(split, n):

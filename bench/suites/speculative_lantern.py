@@ -18,7 +18,10 @@ seeds. Per row (seed means; ``*_spread`` = max - min over seeds):
   each relaxed target ``TV(p, p~_x)``, which is not a bound on the output (see ``tv``);
 - quality of the decoded images: ``fd_local`` against the real test images (Frechet distance
   on the project's classifier features; not FID) and ``class_accuracy`` (the classifier
-  assigns the conditioning class); ``ms_per_image`` (CPU wall time, batch of all images).
+  assigns the conditioning class); ``ms_per_image`` (CPU wall time, batch of all images),
+  ``speedup_wall`` vs the target's own sampling, ``draft_cost`` (draft / target time per image
+  when each samples alone), ``theory_speedup_wall`` = theory tokens per forward / (k x
+  draft_cost + 1) and ``fraction_of_theory_wall``.
 
 Reference rows: ``target-plain`` (the target's own sampling, HF ``generate``; 6 seeds, 2 in
 the quick run: its spread is the noise floor), ``draft-plain`` (the draft alone: what unlimited relaxation
@@ -143,6 +146,9 @@ def lantern_rows(ctx) -> list[dict]:
                              "tv_bound_max": st.extra.get("tv_bound_max", 0.0), "ms_per_image": 1000 * secs / len(labels)})  # fmt: skip
         m = agg(per_seed)
         m["speedup_wall"] = plain["target-plain"]["ms_per_image"] / m["ms_per_image"]
+        m["draft_cost"] = plain["draft-plain"]["ms_per_image"] / plain["target-plain"]["ms_per_image"]
+        m["theory_speedup_wall"] = m["theory_tokens_per_forward"] / (K * m["draft_cost"] + 1)
+        m["fraction_of_theory_wall"] = m["speedup_wall"] / m["theory_speedup_wall"]
         if name == "spec_sampling":
             exact_len = m
         elif not opts.get("static"):
