@@ -36,38 +36,28 @@ from pathlib import Path
 
 import torch
 
-from tokenworks.checks import check_choice, check_float, check_int
+from tokenworks.checks import check_choice, check_int
+from tokenworks.vision.prior import PriorConfig
 
 __all__ = ["DRAFT", "TARGET", "ImageARConfig", "class_prompts", "image_ar", "image_tokenizer", "train_image_ar"]
 
 
 @dataclass(kw_only=True)
-class ImageARConfig:
-    """Size and training recipe of one class-conditional image-token model."""
+class ImageARConfig(PriorConfig):
+    """Size and training recipe of one class-conditional image-token model (the vision
+    family's token-prior recipe, with its own sizes, tokenizer and training images)."""
 
     tokenizer: str = "vq-16"
     hidden_size: int = 128
     layers: int = 4
-    heads: int = 4
     intermediate_size: int = 384
     steps: int = 800
-    batch_size: int = 64
     lr: float = 2e-3
     warmup: int = 50
-    seed: int = 0
     train_images: int | None = 20_000  # the first training images (None: all 60,000)
 
     def __post_init__(self) -> None:
-        check_int("hidden_size", self.hidden_size, min=8)
-        check_int("layers", self.layers, min=1)
-        check_int("heads", self.heads, min=1)
-        if self.hidden_size % self.heads:
-            raise ValueError(f"heads ({self.heads}) must divide hidden_size ({self.hidden_size})")
-        check_int("intermediate_size", self.intermediate_size, min=1)
-        check_int("steps", self.steps, min=1)
-        check_int("batch_size", self.batch_size, min=1)
-        check_float("lr", self.lr, min=0.0, min_open=True)
-        check_int("warmup", self.warmup, min=0, max=self.steps)
+        super().__post_init__()
         if self.train_images is not None:
             check_int("train_images", self.train_images, min=1)
 
@@ -152,7 +142,7 @@ def train_image_ar(out: str | Path, config: ImageARConfig, *, ckpt_dir=None, dev
         logits = m(input_ids=batch[:, :-1]).logits  # position t predicts token t + 1 (image tokens only)
         return torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), batch[:, 1:].flatten())
 
-    tc = TrainConfig(steps=config.steps, lr=config.lr, warmup=config.warmup, weight_decay=0.01, seed=config.seed, device=device,
+    tc = TrainConfig(steps=config.steps, lr=config.lr, warmup=config.warmup, weight_decay=config.weight_decay, seed=config.seed, device=device,
                      desc=f"image AR d={config.hidden_size} x{config.layers}", checkpoint_every=max(50, config.steps // 5))  # fmt: skip
     result = train(model, loss_fn, batch_fn, tc, ckpt_dir=ckpt_dir)
     model.to("cpu").eval()
