@@ -36,6 +36,11 @@ vs LANTERN's relaxed acceptance at several delta (sampled drafts, and LANTERN++'
 drafts), with accepted length, target forwards per token, the TV bound, and ``fd_local`` /
 classifier accuracy of the generated images against the target's own sampling.
 
+FLASH (P31) rows (``params.task = "caption-vlm"``; :mod:`bench.suites.speculative_flash`): a
+tiny captioning VLM over ``vq-16`` image tokens, its self-distilled draft head over 4
+learned-query-compressed visual tokens proposing k tokens per pass vs a text-only head and
+prompt lookup; lossless (``identical``), accepted length and the one-pass theory.
+
 Our methods also run batched (all prompts at once, left-padded; ``batch`` in the budget) and
 with sampling at temperature 1 (acceptance only: outputs are random). Wall times are CPU
 figures on whatever the machine gives (shared cores in the project's runs).
@@ -184,7 +189,7 @@ def _run(ctx) -> list[dict]:
         return m
 
     for k in s["ks"]:
-        text_methods = [m for m in tw.methods(kind="spec_decoder") if m.name != "lantern"]  # LANTERN: image-token pair below
+        text_methods = [m for m in tw.methods(kind="spec_decoder") if m.name not in ("lantern", "flash")]  # image-token pair / VLM below
         for info in ctx.track(text_methods, f"speculative k={k}"):
             dec = info.create(k=k)
             d = draft if dec.needs_draft else None
@@ -236,6 +241,9 @@ def _run(ctx) -> list[dict]:
     from bench.suites.speculative_lantern import lantern_rows
 
     rows += lantern_rows(ctx)
+    from bench.suites.speculative_flash import flash_rows
+
+    rows += flash_rows(ctx)
     return rows
 
 
@@ -318,7 +326,11 @@ def headline(method: str, rows: list[dict]) -> str | None:
         r = next((r for r in rows if r["params"].get("delta") == 0.1 and not r["params"].get("static")), None)
         return None if r is None else (f"image AR, delta=0.1: {r['metrics']['tokens_per_target_forward']:.2f} tokens/target forward, "
                                        f"TV to target {r['metrics']['tv']:.3f}, fd_local {r['metrics']['fd_local']:.1f}")  # fmt: skip
-    rows = [r for r in rows if r["params"].get("task") != "image-ar"]
+    if method == "flash":
+        r = next((r for r in rows if r["params"].get("k") == 4), None)
+        return None if r is None else (f"caption VLM, k=4: {r['metrics']['tokens_per_target_forward']:.2f} tokens/target forward, "
+                                       f"identical {r['metrics']['identical']:.0%}, {r['metrics']['speedup_wall']:.2f}x wall (CPU)")  # fmt: skip
+    rows = [r for r in rows if r["params"].get("task") not in ("image-ar", "caption-vlm")]
     if method == "r2r":
         r = next((r for r in rows if r["params"].get("target_share") == 0.2), None)
         return None if r is None else f"20% large-model tokens: ppl {r['metrics']['ppl']:.1f}, agreement with large {r['metrics']['agreement_with_large']:.2f}"
