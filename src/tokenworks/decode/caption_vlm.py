@@ -112,6 +112,13 @@ def caption_data(split: str, n: int, tokenizer: str = "vq-16") -> CaptionData:
     return CaptionData(seqs, data.labels, words, K)
 
 
+def _fingerprint(config: CaptionVLMConfig, words: list[str]) -> dict:
+    """The recipe, the word list and the image tokenizer's identity (a retrained tokenizer retrains the VLM)."""
+    from tokenworks.decode.image_ar import _tokenizer_dir, _tokenizer_identity
+
+    return {**asdict(config), "words": words, "tokenizer_identity": _tokenizer_identity(str(_tokenizer_dir(config.tokenizer)))}
+
+
 def train_caption_vlm(out: str | Path, config: CaptionVLMConfig | None = None, *, ckpt_dir=None, device: str = "cpu", fp16: bool = True) -> dict:
     """Train the captioner and save it (HF folder + ``tokenworks.json`` with the word list)."""
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -151,7 +158,7 @@ def train_caption_vlm(out: str | Path, config: CaptionVLMConfig | None = None, *
     exact = float(sum(test.text(g.tolist()) == test.text(t.tolist()) for g, t in zip(gen, test.seqs[:, P:])) / len(gen))
     out = Path(out)
     (model.half() if fp16 else model).save_pretrained(out, safe_serialization=True)
-    write_model_info(out, {**asdict(config), "words": data.words}, held_out_nll=nll, held_out_exact_caption=exact,
+    write_model_info(out, _fingerprint(config, data.words), held_out_nll=nll, held_out_exact_caption=exact,
                      train_loss=result.final_loss, train_seconds=round(result.seconds, 1), params=sum(p.numel() for p in model.parameters()),
                      history=[list(h) for h in result.history[:: max(1, len(result.history) // 100)]])  # fmt: skip
     return {"held_out_nll": nll, "held_out_exact_caption": exact}
@@ -180,7 +187,7 @@ def caption_vlm(*, config: CaptionVLMConfig | None = None, train_if_missing: boo
     def _train(out: Path, run: Path) -> None:
         train_caption_vlm(out, config, ckpt_dir=run)
 
-    path = load_or_train(NAME, {**asdict(config), "words": words}, _train, train_if_missing=train_if_missing, command="tokenworks train decode-caption-vlm")
+    path = load_or_train(NAME, _fingerprint(config, words), _train, train_if_missing=train_if_missing, command="tokenworks train decode-caption-vlm")
     load_json(path / "tokenworks.json")
     return copy.deepcopy(_load(str(path)))
 
@@ -199,7 +206,7 @@ def _vlm_identity() -> dict:
 
     config = CaptionVLMConfig()
     words = caption_data("test", 10, config.tokenizer).words
-    path = find_model(NAME, {**asdict(config), "words": words})
+    path = find_model(NAME, _fingerprint(config, words))
     if path is None:
         raise FileNotFoundError("the caption VLM is not trained (`tokenworks train decode-caption-vlm`)")
     return {"vlm_sha256": hashlib.sha256((path / "model.safetensors").read_bytes()).hexdigest()[:16]}
