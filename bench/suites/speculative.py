@@ -30,6 +30,17 @@ of train-split windows, evaluated teacher-forced on held-out windows: perplexity
 mixture and agreement with the large model's argmax vs the share of large-model tokens, for
 the router, confidence routing and random routing at the same shares (Pareto plot).
 
+LANTERN (P17) rows (``params.task = "image-ar"``; :mod:`bench.suites.speculative_lantern`): a
+class-conditional image-token AR pair over the ``vq-16`` tokenizer, exact speculative sampling
+vs LANTERN's relaxed acceptance at several delta (sampled drafts, and LANTERN++'s static argmax
+drafts), with accepted length, target forwards per token, the TV bound, and ``fd_local`` /
+classifier accuracy of the generated images against the target's own sampling.
+
+FLASH (P31) rows (``params.task = "caption-vlm"``; :mod:`bench.suites.speculative_flash`): a
+tiny captioning VLM over ``vq-16`` image tokens, its self-distilled draft head over 4
+learned-query-compressed visual tokens proposing k tokens per pass vs a text-only head and
+prompt lookup; lossless (``identical``), accepted length and the one-pass theory.
+
 Our methods also run batched (all prompts at once, left-padded; ``batch`` in the budget) and
 with sampling at temperature 1 (acceptance only: outputs are random). Wall times are CPU
 figures on whatever the machine gives (shared cores in the project's runs).
@@ -178,7 +189,8 @@ def _run(ctx) -> list[dict]:
         return m
 
     for k in s["ks"]:
-        for info in ctx.track(tw.methods(kind="spec_decoder"), f"speculative k={k}"):
+        text_methods = [m for m in tw.methods(kind="spec_decoder") if m.name not in ("lantern", "flash")]  # image-token pair / VLM below
+        for info in ctx.track(text_methods, f"speculative k={k}"):
             dec = info.create(k=k)
             d = draft if dec.needs_draft else None
             stats = []
@@ -226,6 +238,12 @@ def _run(ctx) -> list[dict]:
     ct.close()
     cd.close()
     rows += _r2r(ctx, s, draft, tok)
+    from bench.suites.speculative_lantern import lantern_rows
+
+    rows += lantern_rows(ctx)
+    from bench.suites.speculative_flash import flash_rows
+
+    rows += flash_rows(ctx)
     return rows
 
 
@@ -250,7 +268,7 @@ def _r2r(ctx, s, small, tok, large=None) -> list[dict]:
         except FileNotFoundError:
             ctx.log(f"skipping R2R: {R2R_NOTE} is not trained")
             return []
-    n_train, n_test, L = (12, 12, 64) if ctx.quick else (48, 48, 128)
+    n_train, n_test, L = (32, 24, 64) if ctx.quick else (96, 48, 128)
     g = torch.Generator().manual_seed(ctx.seed)
 
     def windows(split, n):
@@ -272,8 +290,15 @@ def _r2r(ctx, s, small, tok, large=None) -> list[dict]:
     lpred = llog.argmax(-1)
     p_router = torch.sigmoid(router(feats))
     conf = torch.softmax(slog, -1).max(-1).values
+    # decoding check: every token routed to the large model reproduces its own greedy generate
+    ids = te[:4, :start]
+    eos = tok.eos_token_id
+    routed, _ = tw.create("r2r", route="all").generate(small, large, ids, max_new_tokens=16, eos_token_id=eos)
+    ref = large.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=16, do_sample=False, pad_token_id=tok.pad_token_id, eos_token_id=eos)
+    ref = [r[: r.index(eos) + 1] if eos in r else r for r in ref[:, start:].tolist()]
     rows = []
-    base = {"label_divergent_share": float(div.float().mean()), "label_differ_share": float(differ.float().mean())}
+    base = {"label_divergent_share": float(div.float().mean()), "label_differ_share": float(differ.float().mean()),
+            "all_routed_identical": sum(a == b for a, b in zip(routed, ref)) / len(ref)}  # fmt: skip
     for share in (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0):
         n = round(share * p_router.numel())
         for route, score in (("router", p_router), ("confidence", -conf), ("random", torch.rand(p_router.shape, generator=g))):
@@ -297,6 +322,15 @@ def _row(method: str, paper, params: dict, batch: int, metrics: dict) -> dict:
 
 
 def headline(method: str, rows: list[dict]) -> str | None:
+    if method == "lantern":
+        r = next((r for r in rows if r["params"].get("delta") == 0.1 and not r["params"].get("static")), None)
+        return None if r is None else (f"image AR, delta=0.1: {r['metrics']['tokens_per_target_forward']:.2f} tokens/target forward, "
+                                       f"TV to target {r['metrics']['tv']:.3f}, fd_local {r['metrics']['fd_local']:.1f}")  # fmt: skip
+    if method == "flash":
+        r = next((r for r in rows if r["params"].get("k") == 4), None)
+        return None if r is None else (f"caption VLM, k=4: {r['metrics']['tokens_per_target_forward']:.2f} tokens/target forward, "
+                                       f"identical {r['metrics']['identical']:.0%}, {r['metrics']['speedup_wall']:.2f}x wall (CPU)")  # fmt: skip
+    rows = [r for r in rows if r["params"].get("task") not in ("image-ar", "caption-vlm")]
     if method == "r2r":
         r = next((r for r in rows if r["params"].get("target_share") == 0.2), None)
         return None if r is None else f"20% large-model tokens: ppl {r['metrics']['ppl']:.1f}, agreement with large {r['metrics']['agreement_with_large']:.2f}"
@@ -314,7 +348,9 @@ def plots(rows: list[dict], out_dir) -> list[tuple[str, str]]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    made = _r2r_plot(rows, out_dir)
+    from bench.suites.speculative_lantern import lantern_plot
+
+    made = _r2r_plot(rows, out_dir) + lantern_plot(rows, out_dir)
     pts = [r for r in rows if r["budget"].get("batch") == 1 and not r["params"].get("sampling") and "acceptance" in r["metrics"]]
     if not pts:
         return made

@@ -54,6 +54,9 @@ def test_greedy_stops_at_an_eos_met_inside_a_draft(name, pair):
     out = make(name, k=6).generate(target, ids, mask, draft=_draft(name, pair), max_new_tokens=24, eos_token_id=eos)
     assert out.tokens == ref
     inside = [a for step in out.stats.accepted for a in step]
+    if name == "flash":  # no head given: it proposes nothing here (a trained head: tests/decode/test_flash.py)
+        assert max(inside) == 0
+        return
     assert max(inside) >= 1  # drafts were accepted (the EOS row is cut inside an accepted run)
 
 

@@ -78,3 +78,31 @@ def test_bad_options():
     with pytest.raises(ValueError, match="threshold must be in"):
         tw.create("r2r", route="random", threshold=1.5)
     assert isinstance(Router(8).forward(torch.zeros(3, 24)), torch.Tensor)
+
+
+def test_committed_pair_all_routed_reproduces_the_large_models_greedy_output():
+    """The committed pair (reference LM, decoding large LM): route="all" on left-padded prose
+    prompts gives the large model's own greedy generate, token for token; and the large LM is
+    the better model on held-out prose (its recorded perplexity)."""
+    from tokenworks.decode.large_lm import NAME, large_lm
+    from tokenworks.io import load_json
+    from tokenworks.models import reference_lm
+    from tokenworks.models.store import find_model
+
+    try:
+        large, tok = large_lm(train_if_missing=False)
+    except FileNotFoundError:
+        pytest.skip("the large LM is not trained (tokenworks train decode-large-lm)")
+    small, _ = reference_lm(train_if_missing=False)
+    rows = [tok(t, add_special_tokens=False)["input_ids"] for t in ("The Congress of the United States", "We must", "In the year")]
+    ids, mask = left_pad(rows, pad=tok.pad_token_id)
+    eos = tok.eos_token_id
+    got, stats = tw.create("r2r", route="all").generate(small, large, ids, mask, max_new_tokens=10, eos_token_id=eos)
+    out = large.generate(ids, attention_mask=mask, max_new_tokens=10, do_sample=False, pad_token_id=tok.pad_token_id, eos_token_id=eos)
+    assert got == [r[: r.index(eos) + 1] if eos in r else r for r in out[:, ids.shape[1] :].tolist()]
+    from dataclasses import asdict
+
+    from tokenworks.decode.large_lm import LargeLMConfig
+
+    info = load_json(find_model(NAME, asdict(LargeLMConfig())) / "tokenworks.json")
+    assert info["held_out"]["ppl"] < info["held_out_small"]["ppl"]

@@ -114,26 +114,103 @@ def decode_generate(
         console.print(f"target's own greedy generate: {ref_s:.2f} s; {same} of {len(ref)} outputs identical to it")
 
 
+def _train_into(out: Optional[Path], overwrite: bool, name: str, fn):
+    """Run ``fn(folder, run_dir)`` into ``out`` (or the cache entry ``name``) atomically, with
+    resumable checkpoints in the run folder of ``name``; errors end the command cleanly."""
+    from tokenworks.io import atomic_dir, cache_dir, prepare_output
+
+    if out is not None:
+        prepare_output(out, overwrite=overwrite)
+    target = out or cache_dir("models", name)
+    try:
+        with atomic_dir(target, overwrite=overwrite, owned=out is None) as tmp:
+            info = fn(tmp, cache_dir("runs", name.replace("/", "-")))
+    except (FileNotFoundError, TypeError, ValueError) as e:
+        fail(str(e))
+    return target, info
+
+
 @train_app.command("decode-large-lm")
 def train_decode_large_lm(
     out: Annotated[Optional[Path], out_option("Write here instead of the cache (e.g. assets/decode/large-lm)")] = None,
     tiny: Annotated[bool, typer.Option("--tiny", help="A seconds-long configuration of the same recipe (smoke test)")] = False,
+    steps: Annotated[Optional[int], typer.Option(help="Training steps, both stages together (default: the recipe's 500; the tiny one's 2)", min=1, max=100_000)] = None,
     fp16: Annotated[bool, typer.Option("--fp16/--fp32", help="Save weights in float16 (default, for assets/)")] = True,
     device: Annotated[str, device_option()] = "cpu",
     overwrite: Annotated[bool, overwrite_option()] = False,
 ) -> None:
     """Grow the reference LM to the decoding family's large LM and train it (resumable)."""
+    from dataclasses import replace
+
     from tokenworks.decode.large_lm import NAME, LargeLMConfig, tiny_config, train_large_lm
-    from tokenworks.io import atomic_dir, cache_dir, prepare_output
 
     config = tiny_config() if tiny else LargeLMConfig()
-    if out is not None:
-        prepare_output(out, overwrite=overwrite)
-    target = out or cache_dir("models", NAME + ("-tiny" if tiny else ""))
-    run = cache_dir("runs", NAME.replace("/", "-") + ("-tiny" if tiny else ""))
-    try:
-        with atomic_dir(target, overwrite=overwrite, owned=out is None) as tmp:
-            info = train_large_lm(tmp, config, ckpt_dir=run, device=device, fp16=fp16)
-    except (FileNotFoundError, TypeError, ValueError) as e:
-        fail(str(e))
+    if steps is not None:
+        try:
+            config = replace(config, steps=steps, warmup=min(config.warmup, steps))
+        except ValueError as e:
+            fail(str(e), "--steps")
+    suffix = ("-tiny" if tiny else "") + (f"-{steps}steps" if steps is not None else "")
+    target, info = _train_into(out, overwrite, NAME + suffix, lambda tmp, run: train_large_lm(tmp, config, ckpt_dir=run, device=device, fp16=fp16))
     console.print(f"saved to {target}: held-out ppl {info['held_out']['ppl']:.2f} (small: {info['held_out_small']['ppl']:.2f}), {info['params']} parameters")
+
+
+@train_app.command("decode-image-ar")
+def train_decode_image_ar(
+    size: Annotated[str, typer.Option(help="Which model of the pair: target (4 layers, d=128) or draft (2 layers, d=64)")] = "target",
+    out: Annotated[Optional[Path], out_option("Write here instead of the cache (e.g. assets/decode/image-ar-target)")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Training steps (default: the recipe's, 800 for the target, 600 for the draft; the tiny one's 2)", min=1, max=100_000)] = None,
+    tiny: Annotated[bool, typer.Option("--tiny", help="A seconds-long configuration of the same recipe (smoke test)")] = False,
+    device: Annotated[str, device_option()] = "cpu",
+    overwrite: Annotated[bool, overwrite_option()] = False,
+) -> None:
+    """Train one of LANTERN's class-conditional AR models over the vq-16 image tokens (resumable)."""
+    from dataclasses import replace
+
+    from tokenworks.decode.image_ar import SIZES, tiny as tiny_config, train_image_ar
+
+    if size not in SIZES:
+        fail(f"must be one of {', '.join(SIZES)}, got {size!r}", "--size")
+    config = tiny_config(size) if tiny else SIZES[size]
+    if steps is not None:
+        config = replace(config, steps=steps, warmup=min(config.warmup, steps))
+    suffix = ("-tiny" if tiny else "") + (f"-{steps}steps" if steps is not None else "")
+    target, info = _train_into(out, overwrite, f"decode/image-ar-{size}{suffix}", lambda tmp, run: train_image_ar(tmp, config, ckpt_dir=run, device=device))
+    console.print(f"saved to {target}: held-out NLL {info['held_out_nll_per_token']:.3f} nats/token, {info['params']} parameters")
+
+
+@train_app.command("decode-caption-vlm")
+def train_decode_caption_vlm(
+    out: Annotated[Optional[Path], out_option("Write here instead of the cache (e.g. assets/decode/caption-vlm)")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Training steps (default: the recipe's 500; the tiny one's 2)", min=1, max=100_000)] = None,
+    tiny: Annotated[bool, typer.Option("--tiny", help="A seconds-long configuration of the same recipe (smoke test)")] = False,
+    device: Annotated[str, device_option()] = "cpu",
+    overwrite: Annotated[bool, overwrite_option()] = False,
+) -> None:
+    """Train the tiny captioning VLM (vq-16 image codes -> caption words) that FLASH drafts for."""
+    from dataclasses import replace
+
+    from tokenworks.decode.caption_vlm import NAME, CaptionVLMConfig, tiny_config, train_caption_vlm
+
+    config = tiny_config() if tiny else CaptionVLMConfig()
+    if steps is not None:
+        config = replace(config, steps=steps, warmup=min(config.warmup, steps))
+    suffix = ("-tiny" if tiny else "") + (f"-{steps}steps" if steps is not None else "")
+    target, info = _train_into(out, overwrite, NAME + suffix, lambda tmp, run: train_caption_vlm(tmp, config, ckpt_dir=run, device=device))
+    console.print(f"saved to {target}: held-out NLL {info['held_out_nll']:.3f}, exact captions {info['held_out_exact_caption']:.2f}")
+
+
+@train_app.command("decode-flash-head")
+def train_decode_flash_head(
+    queries: Annotated[int, typer.Option(help="Compressed visual tokens (learned queries); 0: the text-only control", min=0, max=16)] = 4,
+    out: Annotated[Optional[Path], out_option("Write here instead of the cache (e.g. assets/decode/flash-head-q4)")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Training steps (default: the recipe's 800)", min=1, max=100_000)] = None,
+    overwrite: Annotated[bool, overwrite_option()] = False,
+) -> None:
+    """Self-distil FLASH's draft head on the caption VLM's greedy answers (needs the trained VLM)."""
+    from tokenworks.decode.caption_vlm import train_flash_head_and_save
+
+    recipe = {} if steps is None else {"steps": steps}
+    suffix = f"-q{queries}" + (f"-{steps}steps" if steps is not None else "")
+    target, arch = _train_into(out, overwrite, "decode/flash-head" + suffix, lambda tmp, run: train_flash_head_and_save(tmp, queries, recipe, ckpt_dir=run))
+    console.print(f"saved to {target}: head with {arch['queries']} visual queries, k={arch['k']}")

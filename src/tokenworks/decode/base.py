@@ -198,19 +198,23 @@ def _probs(logits: torch.Tensor, temperature: float, do_sample: bool) -> torch.T
     return torch.softmax(logits / temperature, -1)
 
 
-def exact_verify(p: torch.Tensor, drafts: torch.Tensor, lengths: torch.Tensor, q: torch.Tensor | None, generator: torch.Generator | None):
+def exact_verify(p: torch.Tensor, drafts: torch.Tensor, lengths: torch.Tensor, q: torch.Tensor | None, generator: torch.Generator | None,
+                 px: torch.Tensor | None = None):  # fmt: skip
     """Exact speculative sampling, vectorized over rows.
 
     p (B, k+1, V) target distributions; drafts (B, k); lengths (B,) drafts proposed per row;
     q (B, k, V) the draft's distributions, or None for a deterministic proposal (q = one-hot).
     Returns (accepted (B,), next_token (B,)). With one-hot ``p`` (greedy) this accepts while
-    the draft equals the target's argmax and returns the argmax after the last accepted one."""
+    the draft equals the target's argmax and returns the argmax after the last accepted one.
+    ``px`` (B, k) replaces the target probability of each draft in the acceptance test only
+    (relaxed acceptance, P17); rejections still sample from ``norm(max(0, p - q))``."""
     B, k1, V = p.shape
     k = k1 - 1
     dev = p.device
     if k == 0:
         return torch.zeros(B, dtype=torch.long, device=dev), torch.multinomial(p[:, 0], 1, generator=generator)[:, 0]
-    px = p[:, :k].gather(2, drafts[..., None])[..., 0]  # (B, k)
+    if px is None:
+        px = p[:, :k].gather(2, drafts[..., None])[..., 0]  # (B, k)
     qx = torch.ones_like(px) if q is None else q.gather(2, drafts[..., None])[..., 0]
     ratio = torch.where(qx > 0, px / qx.clamp(min=1e-30), torch.zeros_like(px)).clamp(max=1.0)
     u = torch.rand(B, k, generator=generator, device=dev)
@@ -243,6 +247,7 @@ class DecodeStats:
     draft_forwards: int = 0  # forwards of the draft model (the prefill included)
     new_tokens: int = 0  # tokens generated, all rows
     seconds: float = 0.0
+    extra: dict[str, float] = field(default_factory=dict)  # method-specific statistics (e.g. LANTERN's TV bound)
 
     @property
     def steps(self) -> int:
@@ -276,7 +281,7 @@ class DecodeStats:
         return {
             "steps": self.steps, "mean_accepted": self.mean_accepted, "acceptance_rate": self.acceptance_rate,
             "target_forwards": self.target_forwards, "draft_forwards": self.draft_forwards, "new_tokens": self.new_tokens,
-            "seconds": self.seconds,
+            "seconds": self.seconds, **self.extra,
         }  # fmt: skip
 
 
