@@ -181,8 +181,8 @@ def run(ctx) -> list[dict]:
 # ----------------------------------------------------------------------------- verdicts
 
 
-def _curve(rows, method):
-    return [(r["metrics"]["gflops"], r["seeds"]["top1_vs_none"]) for r in rows if r["method"] == method]
+def _curve(rows, method, x="gflops"):
+    return [(r["metrics"][x], r["seeds"]["top1_vs_none"]) for r in rows if r["method"] == method]
 
 
 def claim_verdicts(rows: list[dict]) -> list[dict]:
@@ -190,16 +190,17 @@ def claim_verdicts(rows: list[dict]) -> list[dict]:
     tokens), and 'does any method beat plain pooling', each on the control's accuracy-vs-FLOPs curve."""
     out = []
 
-    def add(claim, paper, method, control, keep):
+    def add(claim, paper, method, control, keep, x="gflops"):
         r = next((r for r in rows if r["method"] == method and r["budget"]["keep"] == keep), None)
-        curve = _curve(rows, control)
+        curve = _curve(rows, control, x)
         if r is None or not curve:
             return
-        v = judge((r["metrics"]["gflops"], r["seeds"]["top1_vs_none"]), curve, log_x=True)
-        out.append({"claim": claim, "paper": paper, "method": method, "control": control, "keep": keep, "verdict": v})
+        v = judge((r["metrics"][x], r["seeds"]["top1_vs_none"]), curve, log_x=True)
+        out.append({"claim": claim, "paper": paper, "method": method, "control": control, "keep": keep, "x": x, "verdict": v})
 
     for keep in (0.11, 0.05):
         add("greedy k-center beats [CLS]-attention pruning at high pruning", "P63", "todre-kcenter-only", "cls_attention", keep)
+        add("greedy k-center beats [CLS]-attention pruning at high pruning", "P63", "todre-kcenter-only", "cls_attention", keep, "tokens_kept")
         add("ToDRE (both stages) beats [CLS]-attention pruning at high pruning", "P63", "todre", "cls_attention", keep)
     for keep in BUDGETS:
         add("an adaptive per-image ratio beats a fixed ratio at the same mean budget", "P54", "token_correlation", "token_correlation-fixed", keep)
@@ -211,12 +212,13 @@ def claim_verdicts(rows: list[dict]) -> list[dict]:
 
 def summary(rows: list[dict]) -> str:
     out = ["**Claims at this scale** (`bench.verdict.judge` on the change of per-cell accuracy from the untouched model on the same "
-           "scenes, against the control's curve of that change vs GFLOPs (log FLOPs), interpolated at the method's FLOPs; spread = ranges "
+           "scenes, against the control's curve of that change vs GFLOPs (or tokens kept where said; log scale), interpolated at the method's FLOPs; spread = ranges "
            "over 3 disjoint draws of test scenes with one trained model, so evaluation noise, not training seeds):", ""]  # fmt: skip
     for c in claim_verdicts(rows):
         v = c["verdict"]
-        out.append(f"- {c['paper'] or 'baseline'} {c['method']} at keep {c['keep']:.0%} ({v.y:+.3f} at {v.x:.4f} GFLOPs) vs {c['control']} "
-                   f"({v.control_at_x:+.3f} at the same FLOPs): {c['claim']}: **{v.text()}**.")  # fmt: skip
+        at = f"{v.x:.4f} GFLOPs" if c["x"] == "gflops" else f"{v.x:.1f} tokens kept"
+        out.append(f"- {c['paper'] or 'baseline'} {c['method']} at keep {c['keep']:.0%} ({v.y:+.3f} at {at}) vs {c['control']} "
+                   f"({v.control_at_x:+.3f} at the same {'FLOPs' if c['x'] == 'gflops' else 'tokens'}): {c['claim']}: **{v.text()}**.")  # fmt: skip
     return "\n".join(out)
 
 

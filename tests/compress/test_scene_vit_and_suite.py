@@ -68,9 +68,37 @@ def test_flop_count_includes_cpu_attention():
 
 def test_verdicts_read_the_control_curve():
     def row(method, keep, gflops, accs):
-        return {"method": method, "budget": {"keep": keep}, "metrics": {"gflops": gflops}, "seeds": {"top1_vs_none": accs}}
+        return {"method": method, "budget": {"keep": keep}, "metrics": {"gflops": gflops, "tokens_kept": keep * 196}, "seeds": {"top1_vs_none": accs}}
 
     rows = [row("cls_attention", k, g, [a, a + 0.01, a - 0.01]) for k, g, a in ((0.5, 1.0, 0.8), (0.25, 0.5, 0.6), (0.11, 0.25, 0.4), (0.05, 0.12, 0.2))]
     rows += [row("todre-kcenter-only", 0.11, 0.3, [0.7, 0.71, 0.69]), row("todre-kcenter-only", 0.05, 0.2, [0.1, 0.11, 0.09])]
-    got = {(c["method"], c["keep"]): c["verdict"].verdict for c in suite.claim_verdicts(rows) if c["control"] == "cls_attention"}
+    got = {(c["method"], c["keep"]): c["verdict"].verdict for c in suite.claim_verdicts(rows) if c["control"] == "cls_attention" and c["x"] == "gflops"}
     assert got == {("todre-kcenter-only", 0.11): "held", ("todre-kcenter-only", 0.05): "did not hold"}
+
+
+def test_committed_scene_vit_loads_and_scores_what_it_recorded():
+    from tokenworks.compress.scene_vit import NAME, SceneViTConfig, scene_accuracy, scene_vit
+    from tokenworks.models.store import find_model
+
+    path = find_model(NAME, SceneViTConfig().fingerprint())
+    if path is None:
+        pytest.skip("no committed scene ViT here (assets/compress/scene-vit)")
+    recorded = json.loads((path / "tokenworks.json").read_text())["test_cell_accuracy"]
+    model = scene_vit(train_if_missing=False)
+    assert abs(scene_accuracy(model, 1000) - recorded) < 0.01  # fp16 weights vs the fp32 model that was scored
+
+
+def test_cli_compress_vit_runs_on_the_committed_model():
+    from typer.testing import CliRunner
+
+    from tokenworks.cli import app
+    from tokenworks.compress.scene_vit import NAME, SceneViTConfig
+    from tokenworks.models.store import find_model
+
+    if find_model(NAME, SceneViTConfig().fingerprint()) is None:
+        pytest.skip("no committed scene ViT here")
+    r = CliRunner().invoke(app, ["compress", "vit", "--reducer", "tome", "--budget", "22", "--scenes", "20"])
+    assert r.exit_code == 0, r.output
+    assert "tokens held per stage: 22.0" in r.output
+    r = CliRunner().invoke(app, ["compress", "vit", "--reducer", "tome", "--budget", "500", "--scenes", "5"])
+    assert r.exit_code == 2 and "--budget" in r.output and "only 196" in r.output

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from tokenworks.cli.main import app, console, device_option, fail_options, float_option, method_choice, out_option, overwrite_option, parse_options, train_app
+from tokenworks.cli.main import _seed_option, app, console, device_option, fail_options, float_option, method_choice, out_option, overwrite_option, parse_options, train_app
 
 compress_app = typer.Typer(help="Token reducers (prune, merge, pool) inside a ViT: try one on the benchmark's model.", no_args_is_help=True)
 app.add_typer(compress_app, name="compress")
@@ -19,7 +19,7 @@ def train_scene_vit_cmd(
     tiny: Annotated[bool, typer.Option("--tiny", help="A seconds-long configuration of the same recipe (smoke test)")] = False,
     fp16: Annotated[bool, typer.Option("--fp16/--fp32", help="Save weights in float16 (default, for assets/)")] = True,
     device: Annotated[str, device_option()] = "cpu",
-    seed: Annotated[Optional[int], typer.Option(help="Seeds the initialisation and the data order (default: the recipe's)", min=0, max=2**31 - 1)] = None,
+    seed: Annotated[Optional[int], _seed_option()] = None,
     overwrite: Annotated[bool, overwrite_option()] = False,
 ) -> None:
     """Train the compression benchmark's scene ViT (resumable; checkpoints in the cache's runs/)."""
