@@ -110,9 +110,10 @@ class ViTCompression:
                 B, T, _ = qkv.shape
                 H = attn.num_heads
                 qkv = qkv.reshape(B, T, 3, H, -1)
-                q, k = attn.q_norm(qkv[:, :1, 0]) if hasattr(attn, "q_norm") else qkv[:, :1, 0], qkv[:, :, 1]
+                q, k = qkv[:, :1, 0], qkv[:, :, 1]  # the [CLS] query (B, 1, H, Dh); keys (B, T, H, Dh)
+                q = attn.q_norm(q) if hasattr(attn, "q_norm") else q  # timm's qk-norm acts on the head dim
                 k = attn.k_norm(k) if hasattr(attn, "k_norm") else k
-                return q, k  # (B, 1, H, Dh), (B, T, H, Dh)
+                return q, k
 
             def cls_attention():
                 q, k = heads()
