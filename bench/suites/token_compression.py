@@ -15,7 +15,11 @@ patch tokens are reduced before block 2 of 5) at keep ratios of 50, 25, 11 and 5
   200 training scenes (so the mean kept ratio lands near the budget), and
   ``token_correlation-fixed``: the same sampling with one ratio for every image, equal to the
   adaptive row's *measured* mean kept ratio (the paper's control: adaptive vs fixed at the same
-  mean budget).
+  mean budget);
+- ``mqt`` (P11): one query-transformer resampler (trained inside the frozen ViT with a random
+  m in 1..98 per step) run at m = 10, 22, 49, 98 queries in place of the patch tokens, and
+  ``mqt-fixed-m``: a resampler trained at each fixed m with the same steps (the paper's
+  control); assets/compress/mqt-*.
 
 Metrics per row: ``top1`` (per-cell accuracy on held-out test scenes, mean over 3 disjoint
 draws of scenes), ``top1_items`` / ``top1_empty`` (cells holding an item / empty cells),
@@ -34,6 +38,7 @@ FLOPs are counted one scene at a time (what a per-image system pays); the wall t
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -86,37 +91,54 @@ def _variants(reference_density: float) -> list[tuple[str, str, str | None, dict
     return out
 
 
+@contextmanager
+def _reducer(model, reducer):
+    """attach_vit for one forward; yields a list filled with (layer, kept per row) per stage."""
+    stages: list = []
+    with attach_vit(model, reducer, layer=LAYER) as h:
+        yield stages
+        stages += [(at, k.float()) for (at, _), k in zip(h.stages, h.kept)]
+
+
+@contextmanager
+def _resampler(model, r, m):
+    """An MQT resampler with m queries before block LAYER, for one forward."""
+    stages: list = []
+    h = r.attach(model, m, LAYER)
+    try:
+        yield stages
+    finally:
+        h.remove()
+    stages.append((LAYER, torch.tensor([float(m)])))
+
+
 @torch.no_grad()
-def _evaluate(model, reducer, data, sz) -> dict[str, Any]:
-    """Accuracy per draw of scenes, tokens held, FLOPs and wall time of one configuration."""
+def _evaluate(model, hook, data, sz) -> dict[str, Any]:
+    """Accuracy per draw of scenes, tokens held, FLOPs and wall time of one configuration;
+    ``hook()`` gives a context manager around one forward (None: the untouched model)."""
     accs, items, empties, kept, per_block = [], [], [], [], []
     depth = len(model.blocks)
+    n = model.patch_embed.num_patches
+
+    def run(xb):
+        if hook is None:
+            return model(xb), []
+        with hook() as stages:
+            out = model(xb)
+        return out, stages
+
     for x, y in data:
-        if reducer is None:
-            pred = model(x).argmax(-1)
-            stages = []
-        else:
-            with attach_vit(model, reducer, layer=LAYER) as h:
-                pred = model(x).argmax(-1)
-                stages = [(at, k.float()) for (at, _), k in zip(h.stages, h.kept)]
-        ok = pred == y
+        logits, stages = run(x)
+        ok = logits.argmax(-1) == y
         accs.append(float(ok.float().mean()))
         items.append(float(ok[y != EMPTY].float().mean()))
         empties.append(float(ok[y == EMPTY].float().mean()))
-        n = model.patch_embed.num_patches
-        lengths = [n] * depth
+        lengths = [float(n)] * depth
         for at, k in stages:
             lengths[at:] = [float(k.mean())] * (depth - at)
         kept.append(float(stages[0][1].mean()) if stages else float(n))
         per_block.append(1 + sum(lengths) / depth)  # + [CLS]
     x0 = data[0][0]
-
-    def run(xb):
-        if reducer is None:
-            return model(xb)
-        with attach_vit(model, reducer, layer=LAYER):
-            return model(xb)
-
     # FLOPs one scene at a time: what a per-image system pays (a batch pads rows to its longest)
     fx = x0[: sz["flop_scenes"]]
     flops = sum(count_flops(lambda i=i: run(fx[i : i + 1])) for i in range(len(fx))) / len(fx)
@@ -168,13 +190,30 @@ def run(ctx) -> list[dict]:
     variants = _variants(rho)
     for name, reg, paper, opts in ctx.track(variants, "token-compression"):
         for b in BUDGETS:
-            res = _evaluate(model, tw.create(reg, budget=b, **opts), data, sz)
+            red = tw.create(reg, budget=b, **opts)
+            res = _evaluate(model, lambda red=red: _reducer(model, red), data, sz)
             rows.append(_row(name, paper, opts, b, res, ref))
             if name == "token_correlation":  # the control: one ratio for all, the adaptive row's measured mean
                 frac = round(min(1.0, res["tokens_kept"] / ref["n"]), 4)
-                ctl = _evaluate(model, tw.create(reg, budget=frac, adaptive=False), data, sz)
+                fixed = tw.create(reg, budget=frac, adaptive=False)
+                ctl = _evaluate(model, lambda fixed=fixed: _reducer(model, fixed), data, sz)
                 rows.append(_row("token_correlation-fixed", paper, {"adaptive": False, "matched_to": b}, b, ctl, ref))
+    rows += _mqt_rows(ctx, model, data, sz, ref)
     ctx.log(f"none: top1 {rows[0]['metrics']['top1']:.3f}; P54 reference density {rho:.3f}")
+    return rows
+
+
+def _mqt_rows(ctx, model, data, sz, ref) -> list[dict]:
+    """P11: one MQT resampler at m = 10, 22, 49, 98 queries vs a resampler trained at each fixed m."""
+    from tokenworks.compress.mqt import MQT_SIZES, mqt_models
+
+    models = mqt_models(model)
+    rows = []
+    for m in ctx.track(MQT_SIZES, "MQT"):
+        keep = round(m / ref["n"], 4)
+        for name, r in (("mqt", models["random"]), ("mqt-fixed-m", models[f"fixed-{m}"])):
+            res = _evaluate(model, lambda r=r: _resampler(model, r, m), data, sz)
+            rows.append(_row(name, "P11", {"m": m, "max_queries": r.max_queries}, keep, res, ref))
     return rows
 
 
@@ -204,6 +243,8 @@ def claim_verdicts(rows: list[dict]) -> list[dict]:
         add("ToDRE (both stages) beats [CLS]-attention pruning at high pruning", "P63", "todre", "cls_attention", keep)
     for keep in BUDGETS:
         add("an adaptive per-image ratio beats a fixed ratio at the same mean budget", "P54", "token_correlation", "token_correlation-fixed", keep)
+    for keep in sorted({r["budget"]["keep"] for r in rows if r["method"] == "mqt"}):
+        add("one MQT model matches resamplers trained at each fixed m", "P11", "mqt", "mqt-fixed-m", keep, "tokens_kept")
     names = list(dict.fromkeys(r["method"] for r in rows if r["method"] not in ("none", "spatial_pool")))
     for name in names:
         add("beats plain spatial pooling", None, name, "spatial_pool", 0.11)

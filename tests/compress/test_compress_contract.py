@@ -22,8 +22,8 @@ def _call(name, budget, x, attn, grid, **kw):
     return tw.create(name, budget=budget)(x, attention=attn, grid=grid, **kw)
 
 
-def test_every_cmp_method_is_a_reducer():
-    assert {m.name for m in tw.methods(family="CMP")} == set(REDUCERS)
+def test_every_cmp_method_is_a_reducer_or_a_resampler():
+    assert {m.name for m in tw.methods(family="CMP")} == set(REDUCERS) | {m.name for m in tw.methods(kind="token_resampler")}
     assert {"todre", "token_correlation", "tome", "spatial_pool", "random_prune", "cls_attention", "divprune"} <= set(REDUCERS)
 
 

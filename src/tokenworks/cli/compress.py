@@ -78,3 +78,25 @@ def compress_vit(
     n = model.patch_embed.num_patches
     console.print(f"no reduction: {base:.3f} per-cell accuracy on {scenes} scenes ({n} patch tokens)")
     console.print(f"{reducer} (budget {b}, before block {layer}): {acc:.3f}; tokens held per stage: {', '.join(f'{k:.1f}' for k in kept)}")
+
+
+@train_app.command("scene-mqt")
+def train_scene_mqt_cmd(
+    out: Annotated[Optional[Path], out_option("Parent folder: writes mqt-random and mqt-fixed-M inside it (e.g. assets/compress)", parent=True)] = None,
+    tiny: Annotated[bool, typer.Option("--tiny", help="A seconds-long configuration of the same recipe (smoke test)")] = False,
+    overwrite: Annotated[bool, overwrite_option()] = False,
+) -> None:
+    """Train P11's MQT resampler and the fixed-m controls inside the frozen scene ViT (resumable)."""
+    from tokenworks.compress.mqt import _name, mqt_configs, train_mqt
+    from tokenworks.compress.scene_vit import scene_vit
+    from tokenworks.io import atomic_dir, cache_dir, prepare_output
+
+    configs = mqt_configs((2, 4), steps=2, batch_size=4) if tiny else mqt_configs()
+    vit = scene_vit()
+    targets = [(c, (out / _name(c).split("/", 1)[1]) if out is not None else cache_dir("models", _name(c))) for c in configs]
+    for _, t in targets:
+        prepare_output(t, overwrite=overwrite)
+    for c, t in targets:
+        with atomic_dir(t, overwrite=overwrite, owned=out is None) as tmp:
+            info = train_mqt(tmp, vit, c, ckpt_dir=cache_dir("runs", _name(c).replace("/", "-") + ("-tiny" if tiny else "")))
+        console.print(f"saved to {t}: train loss {info['train_loss']:.3f}")

@@ -18,6 +18,7 @@ from tokenworks.compress.base import Reducer, Reduction, TokenView, budget_count
 from tokenworks.compress.cls_attention import CLSAttention
 from tokenworks.compress.correlation import CorrelationGuided, information_density
 from tokenworks.compress.divprune import DivPrune
+from tokenworks.compress.mqt import MQT
 from tokenworks.compress.pooling import SpatialPool
 from tokenworks.compress.random import RandomPrune
 from tokenworks.compress.todre import ToDRE
@@ -28,6 +29,7 @@ __all__ = [
     "CLSAttention",
     "CorrelationGuided",
     "DivPrune",
+    "MQT",
     "RandomPrune",
     "Reducer",
     "Reduction",
