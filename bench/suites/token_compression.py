@@ -7,7 +7,8 @@ is where must survive the reduction. Every registered reducer (``tw.methods(kind
 "token_reducer")``) is attached with ``tw.compress.attach_vit(model, reducer, layer=2)`` (the
 patch tokens are reduced before block 2 of 5) at keep ratios of 50, 25, 11 and 5%, plus:
 
-- ``none``: the model untouched (the reference of every ratio);
+- ``none``: the model untouched (the reference of every ratio); ``cls-only``: every patch token
+  dropped before block 2 (the floor: what [CLS] already holds after two blocks);
 - ``todre``: both of P63's stages (k-center to the budget, then half of the rest dropped by
   [CLS] relevance before block 4); ``todre-kcenter-only``: stage 1 alone, the control for P63's
   claim that diversity beats attention pruning at high pruning (against ``cls_attention``);
@@ -112,6 +113,18 @@ def _resampler(model, r, m):
     stages.append((LAYER, torch.tensor([float(m)])))
 
 
+@contextmanager
+def _cls_only(model):
+    """Every patch token dropped before block LAYER: the floor (what [CLS] already holds)."""
+    h = model.blocks[LAYER].register_forward_pre_hook(lambda m, a: (a[0][:, :1], *a[1:]))
+    stages: list = []
+    try:
+        yield stages
+    finally:
+        h.remove()
+    stages.append((LAYER, torch.tensor([0.0])))
+
+
 @torch.no_grad()
 def _evaluate(model, hook, data, sz) -> dict[str, Any]:
     """Accuracy per draw of scenes, tokens held, FLOPs and wall time of one configuration;
@@ -185,7 +198,7 @@ def run(ctx) -> list[dict]:
     data = [test_scenes(sz["scenes"], seed=s) for s in SEEDS]
     none = _evaluate(model, None, data, sz)
     ref = {"flops": none["flops"], "time": none["time"], "n": model.patch_embed.num_patches, "accs": none["accs"]}
-    rows = [_row("none", None, {}, 1.0, none, ref)]
+    rows = [_row("none", None, {}, 1.0, none, ref), _row("cls-only", None, {}, 0.0, _evaluate(model, lambda: _cls_only(model), data, sz), ref)]
     rho = calibrate_density(model, tw.create("token_correlation").threshold, sz["calib"])
     variants = _variants(rho)
     for name, reg, paper, opts in ctx.track(variants, "token-compression"):
@@ -245,7 +258,7 @@ def claim_verdicts(rows: list[dict]) -> list[dict]:
         add("an adaptive per-image ratio beats a fixed ratio at the same mean budget", "P54", "token_correlation", "token_correlation-fixed", keep)
     for keep in sorted({r["budget"]["keep"] for r in rows if r["method"] == "mqt"}):
         add("one MQT model matches resamplers trained at each fixed m", "P11", "mqt", "mqt-fixed-m", keep, "tokens_kept")
-    names = list(dict.fromkeys(r["method"] for r in rows if r["method"] not in ("none", "spatial_pool")))
+    names = list(dict.fromkeys(r["method"] for r in rows if r["method"] not in ("none", "cls-only", "spatial_pool")))
     for name in names:
         add("beats plain spatial pooling", None, name, "spatial_pool", 0.11)
     return out
@@ -279,7 +292,7 @@ def plots(rows: list[dict], out_dir) -> list[tuple[str, str]]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    pts = [r for r in rows if r["method"] != "none"]
+    pts = [r for r in rows if r["method"] not in ("none", "cls-only")]
     if not pts:
         return []
     base = next((r for r in rows if r["method"] == "none"), None)
@@ -293,6 +306,11 @@ def plots(rows: list[dict], out_dir) -> list[tuple[str, str]]:
         axes[0].plot([base["metrics"]["gflops"]], [base["metrics"]["top1"]], "k*", ms=10, label="none")
         for ax in axes:
             ax.axhline(base["metrics"]["top1"], color="k", lw=0.5)
+    floor = next((r for r in rows if r["method"] == "cls-only"), None)
+    if floor is not None:
+        for ax in axes:
+            ax.axhline(floor["metrics"]["top1"], color="grey", lw=0.8, ls=":")
+        axes[1].text(10, floor["metrics"]["top1"], " cls-only (no patch token after block 2)", fontsize=7, va="bottom")
     axes[0].set_xscale("log")
     axes[0].set_xlabel("GFLOPs per scene (torch.utils.flop_counter)")
     axes[1].set_xscale("log")
