@@ -300,8 +300,9 @@ def plots(rows: list[dict], out_dir) -> list[tuple[str, str]]:
     for i, name in enumerate(dict.fromkeys(r["method"] for r in pts)):
         mr = sorted((r for r in pts if r["method"] == name), key=lambda r: r["metrics"]["gflops"])
         style = "--" if name in ("spatial_pool", "random_prune") else "-"
-        axes[0].plot([r["metrics"]["gflops"] for r in mr], [r["metrics"]["top1"] for r in mr], style, marker="o", ms=3, color=f"C{i % 10}", label=name)
-        axes[1].plot([r["metrics"]["tokens_kept"] for r in mr], [r["metrics"]["top1"] for r in mr], style, marker="o", ms=3, color=f"C{i % 10}", label=name)
+        color = plt.cm.tab20(i % 20)  # more methods than the 10 default colours
+        axes[0].plot([r["metrics"]["gflops"] for r in mr], [r["metrics"]["top1"] for r in mr], style, marker="o", ms=3, color=color, label=name)
+        axes[1].plot([r["metrics"]["tokens_kept"] for r in mr], [r["metrics"]["top1"] for r in mr], style, marker="o", ms=3, color=color, label=name)
     if base is not None:
         axes[0].plot([base["metrics"]["gflops"]], [base["metrics"]["top1"]], "k*", ms=10, label="none")
         for ax in axes:
