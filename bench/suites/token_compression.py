@@ -1,0 +1,326 @@
+"""Suite ``token-compression``: every token reducer at equal budgets inside one ViT (P66's benchmark, ViT half).
+
+Host: the scene ViT trained here (``tokenworks.compress.scene_vit``, committed in
+assets/compress/scene-vit): 2 x 2 scenes of Fashion-MNIST items, MNIST digits and empty cells,
+196 patch tokens + [CLS], 5 blocks; it predicts the class of every cell (21 classes), so what
+is where must survive the reduction. Every registered reducer (``tw.methods(kind=
+"token_reducer")``) is attached with ``tw.compress.attach_vit(model, reducer, layer=2)`` (the
+patch tokens are reduced before block 2 of 5) at keep ratios of 50, 25, 11 and 5%, plus:
+
+- ``none``: the model untouched (the reference of every ratio); ``cls-only``: every patch token
+  dropped before block 2 (the floor: what [CLS] already holds after two blocks);
+- ``todre``: both of P63's stages (k-center to the budget, then half of the rest dropped by
+  [CLS] relevance before block 4); ``todre-kcenter-only``: stage 1 alone, the control for P63's
+  claim that diversity beats attention pruning at high pruning (against ``cls_attention``);
+- ``token_correlation`` (P54, adaptive) with ``reference_density`` set to the mean density of
+  200 training scenes (so the mean kept ratio lands near the budget), and
+  ``token_correlation-fixed``: the same sampling with one ratio for every image, equal to the
+  adaptive row's *measured* mean kept ratio (the paper's control: adaptive vs fixed at the same
+  mean budget);
+- ``mqt`` (P11): one query-transformer resampler (trained inside the frozen ViT with a random
+  m in 1..98 per step) run at m = 10, 22, 49, 98 queries in place of the patch tokens, and
+  ``mqt-fixed-m``: a resampler trained at each fixed m with the same steps (the paper's
+  control); assets/compress/mqt-*.
+
+Metrics per row: ``top1`` (per-cell accuracy on held-out test scenes, mean over 3 disjoint
+draws of scenes), ``top1_items`` / ``top1_empty`` (cells holding an item / empty cells),
+``tokens_kept`` (mean patch tokens after the first reduction), ``tokens_per_block`` (mean
+sequence length over the 5 blocks, [CLS] included, padding slots not), ``gflops`` per scene counted by
+``torch.utils.flop_counter`` (the reducer's own similarity matrices included; CPU sdpa counted
+with torch's sdpa formula, which FlopCounterMode does not map on CPU), ``flops_ratio`` and
+``time_ratio`` (wall time of a 64-scene forward, best of 3, over the untouched model in the same
+run; a CPU figure). Verdicts (``bench.verdict.judge``, accuracy on the control's accuracy-vs-
+FLOPs curve, both as the change from the untouched model on the same scenes): the spread is over
+the 3 draws of test scenes, one trained model, so it measures evaluation noise, not training seeds.
+FLOPs are counted one scene at a time (what a per-image system pays); the wall time runs the
+64-scene batch, so rows that keep different counts per image (P54) pay for padding there.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+
+import tokenworks as tw
+from bench.verdict import judge
+from tokenworks.compress import attach_vit, information_density
+from tokenworks.compress.scene_vit import scene_vit, test_scenes
+from tokenworks.data.scenes import EMPTY, make_scenes
+
+NAME = "token-compression"
+DESCRIPTION = __doc__.split("\n\n", 1)[1]
+
+BUDGETS = (0.5, 0.25, 0.11, 0.05)
+LAYER = 2
+SEEDS = (1234, 1235, 1236)  # draws of held-out scenes
+
+
+def _sizes(quick: bool) -> dict[str, int]:
+    return dict(scenes=150 if quick else 1000, calib=200, flop_scenes=6 if quick else 32, time_batch=64, time_reps=2 if quick else 5)
+
+
+def _sdpa_flops(query_shape, key_shape, value_shape, *args, **kwargs) -> int:
+    from torch.utils.flop_counter import sdpa_flop_count
+
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+def count_flops(fn) -> int:
+    """FLOPs of ``fn()`` by torch.utils.flop_counter, with CPU sdpa counted (torch maps only the GPU kernels)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    mapping = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_flops}
+    with FlopCounterMode(display=False, custom_mapping=mapping) as fc:
+        fn()
+    return fc.get_total_flops()
+
+
+def _variants(reference_density: float) -> list[tuple[str, str, str | None, dict[str, Any]]]:
+    """(row name, registry name, paper, options) for every reducer run."""
+    out = []
+    for info in tw.methods(kind="token_reducer"):
+        opts: dict[str, Any] = {}
+        if info.name == "todre":
+            out.append(("todre-kcenter-only", "todre", info.paper, {}))
+            opts = {"relevance_layer": 4, "relevance_keep": 0.5}
+        if info.name == "token_correlation":
+            opts = {"reference_density": reference_density}
+        out.append((info.name, info.name, info.paper, opts))
+    return out
+
+
+@contextmanager
+def _reducer(model, reducer):
+    """attach_vit for one forward; yields a list filled with (layer, kept per row) per stage."""
+    stages: list = []
+    with attach_vit(model, reducer, layer=LAYER) as h:
+        yield stages
+        stages += [(at, k.float()) for (at, _), k in zip(h.stages, h.kept)]
+
+
+@contextmanager
+def _resampler(model, r, m):
+    """An MQT resampler with m queries before block LAYER, for one forward."""
+    stages: list = []
+    h = r.attach(model, m, LAYER)
+    try:
+        yield stages
+    finally:
+        h.remove()
+    stages.append((LAYER, torch.tensor([float(m)])))
+
+
+@contextmanager
+def _cls_only(model):
+    """Every patch token dropped before block LAYER: the floor (what [CLS] already holds)."""
+    h = model.blocks[LAYER].register_forward_pre_hook(lambda m, a: (a[0][:, :1], *a[1:]))
+    stages: list = []
+    try:
+        yield stages
+    finally:
+        h.remove()
+    stages.append((LAYER, torch.tensor([0.0])))
+
+
+@torch.no_grad()
+def _evaluate(model, hook, data, sz) -> dict[str, Any]:
+    """Accuracy per draw of scenes, tokens held, FLOPs and wall time of one configuration;
+    ``hook()`` gives a context manager around one forward (None: the untouched model)."""
+    accs, items, empties, kept, per_block = [], [], [], [], []
+    depth = len(model.blocks)
+    n = model.patch_embed.num_patches
+
+    def run(xb):
+        if hook is None:
+            return model(xb), []
+        with hook() as stages:
+            out = model(xb)
+        return out, stages
+
+    for x, y in data:
+        logits, stages = run(x)
+        ok = logits.argmax(-1) == y
+        accs.append(float(ok.float().mean()))
+        items.append(float(ok[y != EMPTY].float().mean()))
+        empties.append(float(ok[y == EMPTY].float().mean()))
+        lengths = [float(n)] * depth
+        for at, k in stages:
+            lengths[at:] = [float(k.mean())] * (depth - at)
+        kept.append(float(stages[0][1].mean()) if stages else float(n))
+        per_block.append(1 + sum(lengths) / depth)  # + [CLS]
+    x0 = data[0][0]
+    # FLOPs one scene at a time: what a per-image system pays (a batch pads rows to its longest)
+    fx = x0[: sz["flop_scenes"]]
+    flops = sum(count_flops(lambda i=i: run(fx[i : i + 1])) for i in range(len(fx))) / len(fx)
+    xt = x0[: sz["time_batch"]]
+    run(xt)  # warm-up
+    times = []
+    for _ in range(sz["time_reps"]):
+        t0 = time.perf_counter()
+        run(xt)
+        times.append(time.perf_counter() - t0)
+    return {"accs": accs, "top1_items": sum(items) / len(items), "top1_empty": sum(empties) / len(empties),
+            "tokens_kept": sum(kept) / len(kept), "tokens_per_block": sum(per_block) / len(per_block),
+            "flops": flops, "time": min(times)}  # fmt: skip
+
+
+@torch.no_grad()
+def calibrate_density(model, threshold: float, n: int) -> float:
+    """Mean P54 information density of ``n`` training scenes' tokens where the reducer acts."""
+    x, _ = make_scenes(n, split="train", generator=torch.Generator().manual_seed(99))
+    seen = {}
+    hook = model.blocks[LAYER].register_forward_pre_hook(lambda m, a: seen.setdefault("x", a[0][:, 1:]))
+    model(x)
+    hook.remove()
+    tokens = seen["x"]
+    return float(information_density(tokens, torch.ones(tokens.shape[:2], dtype=torch.bool), threshold).mean())
+
+
+def _row(method, paper, params, budget, res, ref) -> dict:
+    accs = res["accs"]
+    diffs = [a - b for a, b in zip(accs, ref["accs"])]  # paired with the untouched model on the same scenes
+    m = {
+        "top1": sum(accs) / len(accs), "top1_items": res["top1_items"], "top1_empty": res["top1_empty"],
+        "tokens_kept": res["tokens_kept"], "kept_fraction": res["tokens_kept"] / ref["n"], "tokens_per_block": res["tokens_per_block"],
+        "gflops": res["flops"] / 1e9, "flops_ratio": res["flops"] / ref["flops"], "time_ratio": res["time"] / ref["time"],
+    }  # fmt: skip
+    return {"family": "CMP", "method": method, "paper": paper, "params": params, "budget": {"keep": budget, "layer": LAYER},
+            "metrics": {k: round(v, 6) for k, v in m.items()}, "seeds": {"top1": [round(a, 6) for a in accs], "top1_vs_none": [round(d, 6) for d in diffs]}}  # fmt: skip
+
+
+def run(ctx) -> list[dict]:
+    torch.manual_seed(ctx.seed)
+    sz = _sizes(ctx.quick)
+    model = scene_vit(train_if_missing=True)
+    data = [test_scenes(sz["scenes"], seed=s) for s in SEEDS]
+    none = _evaluate(model, None, data, sz)
+    ref = {"flops": none["flops"], "time": none["time"], "n": model.patch_embed.num_patches, "accs": none["accs"]}
+    rows = [_row("none", None, {}, 1.0, none, ref), _row("cls-only", None, {}, 0.0, _evaluate(model, lambda: _cls_only(model), data, sz), ref)]
+    rho = calibrate_density(model, tw.create("token_correlation").threshold, sz["calib"])
+    variants = _variants(rho)
+    for name, reg, paper, opts in ctx.track(variants, "token-compression"):
+        for b in BUDGETS:
+            red = tw.create(reg, budget=b, **opts)
+            res = _evaluate(model, lambda red=red: _reducer(model, red), data, sz)
+            rows.append(_row(name, paper, opts, b, res, ref))
+            if name == "token_correlation":  # the control: one ratio for all, the adaptive row's measured mean
+                frac = round(min(1.0, res["tokens_kept"] / ref["n"]), 4)
+                fixed = tw.create(reg, budget=frac, adaptive=False)
+                ctl = _evaluate(model, lambda fixed=fixed: _reducer(model, fixed), data, sz)
+                rows.append(_row("token_correlation-fixed", paper, {"adaptive": False, "matched_to": b}, b, ctl, ref))
+    rows += _mqt_rows(ctx, model, data, sz, ref)
+    ctx.log(f"none: top1 {rows[0]['metrics']['top1']:.3f}; P54 reference density {rho:.3f}")
+    return rows
+
+
+def _mqt_rows(ctx, model, data, sz, ref) -> list[dict]:
+    """P11: one MQT resampler at m = 10, 22, 49, 98 queries vs a resampler trained at each fixed m."""
+    from tokenworks.compress.mqt import MQT_SIZES, mqt_models
+
+    models = mqt_models(model)
+    rows = []
+    for m in ctx.track(MQT_SIZES, "MQT"):
+        keep = round(m / ref["n"], 4)
+        for name, r in (("mqt", models["random"]), ("mqt-fixed-m", models[f"fixed-{m}"])):
+            res = _evaluate(model, lambda r=r: _resampler(model, r, m), data, sz)
+            rows.append(_row(name, "P11", {"m": m, "max_queries": r.max_queries}, keep, res, ref))
+    return rows
+
+
+# ----------------------------------------------------------------------------- verdicts
+
+
+def _curve(rows, method, x="gflops"):
+    return [(r["metrics"][x], r["seeds"]["top1_vs_none"]) for r in rows if r["method"] == method]
+
+
+def claim_verdicts(rows: list[dict]) -> list[dict]:
+    """P63 (k-center vs [CLS] attention at 11% and 5%), P54 (adaptive vs fixed at equal mean
+    tokens), and 'does any method beat plain pooling', each on the control's accuracy-vs-FLOPs curve."""
+    out = []
+
+    def add(claim, paper, method, control, keep, x="gflops"):
+        r = next((r for r in rows if r["method"] == method and r["budget"]["keep"] == keep), None)
+        curve = _curve(rows, control, x)
+        if r is None or not curve:
+            return
+        v = judge((r["metrics"][x], r["seeds"]["top1_vs_none"]), curve, log_x=True)
+        out.append({"claim": claim, "paper": paper, "method": method, "control": control, "keep": keep, "x": x, "verdict": v})
+
+    for keep in (0.11, 0.05):
+        add("greedy k-center beats [CLS]-attention pruning at high pruning", "P63", "todre-kcenter-only", "cls_attention", keep)
+        add("greedy k-center beats [CLS]-attention pruning at high pruning", "P63", "todre-kcenter-only", "cls_attention", keep, "tokens_kept")
+        add("ToDRE (both stages) beats [CLS]-attention pruning at high pruning", "P63", "todre", "cls_attention", keep)
+    for keep in BUDGETS:
+        add("an adaptive per-image ratio beats a fixed ratio at the same mean budget", "P54", "token_correlation", "token_correlation-fixed", keep)
+    for keep in sorted({r["budget"]["keep"] for r in rows if r["method"] == "mqt"}):
+        add("one MQT model matches resamplers trained at each fixed m", "P11", "mqt", "mqt-fixed-m", keep, "tokens_kept")
+    names = list(dict.fromkeys(r["method"] for r in rows if r["method"] not in ("none", "cls-only", "spatial_pool")))
+    for name in names:
+        add("beats plain spatial pooling", None, name, "spatial_pool", 0.11)
+    return out
+
+
+def summary(rows: list[dict]) -> str:
+    out = ["**Claims at this scale** (`bench.verdict.judge` on the change of per-cell accuracy from the untouched model on the same "
+           "scenes, against the control's curve of that change vs GFLOPs (or tokens kept where said; log scale), interpolated at the method's FLOPs; spread = ranges "
+           "over 3 disjoint draws of test scenes with one trained model, so evaluation noise, not training seeds):", ""]  # fmt: skip
+    for c in claim_verdicts(rows):
+        v = c["verdict"]
+        at = f"{v.x:.4f} GFLOPs" if c["x"] == "gflops" else f"{v.x:.1f} tokens kept"
+        out.append(f"- {c['paper'] or 'baseline'} {c['method']} at keep {c['keep']:.0%} ({v.y:+.3f} at {at}) vs {c['control']} "
+                   f"({v.control_at_x:+.3f} at the same {'FLOPs' if c['x'] == 'gflops' else 'tokens'}): {c['claim']}: **{v.text()}**.")  # fmt: skip
+    return "\n".join(out)
+
+
+def headline(method: str, rows: list[dict]) -> str | None:
+    r = next((r for r in rows if r["method"] == method and r["budget"]["keep"] == 0.11), None)
+    base = next((r for r in rows if r["method"] == "none"), None)
+    if r is None or base is None:
+        return None
+    m = r["metrics"]
+    return (f"scene ViT, keep 11%: top-1 {m['top1']:.3f} (untouched {base['metrics']['top1']:.3f}) at {m['flops_ratio']:.2f}x FLOPs, "
+            f"{m['time_ratio']:.2f}x wall (CPU)")  # fmt: skip
+
+
+def plots(rows: list[dict], out_dir) -> list[tuple[str, str]]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pts = [r for r in rows if r["method"] not in ("none", "cls-only")]
+    if not pts:
+        return []
+    base = next((r for r in rows if r["method"] == "none"), None)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for i, name in enumerate(dict.fromkeys(r["method"] for r in pts)):
+        mr = sorted((r for r in pts if r["method"] == name), key=lambda r: r["metrics"]["gflops"])
+        style = "--" if name in ("spatial_pool", "random_prune") else "-"
+        color = plt.cm.tab20(i % 20)  # more methods than the 10 default colours
+        axes[0].plot([r["metrics"]["gflops"] for r in mr], [r["metrics"]["top1"] for r in mr], style, marker="o", ms=3, color=color, label=name)
+        axes[1].plot([r["metrics"]["tokens_kept"] for r in mr], [r["metrics"]["top1"] for r in mr], style, marker="o", ms=3, color=color, label=name)
+    if base is not None:
+        axes[0].plot([base["metrics"]["gflops"]], [base["metrics"]["top1"]], "k*", ms=10, label="none")
+        for ax in axes:
+            ax.axhline(base["metrics"]["top1"], color="k", lw=0.5)
+    floor = next((r for r in rows if r["method"] == "cls-only"), None)
+    if floor is not None:
+        for ax in axes:
+            ax.axhline(floor["metrics"]["top1"], color="grey", lw=0.8, ls=":")
+        axes[1].text(10, floor["metrics"]["top1"], " cls-only (no patch token after block 2)", fontsize=7, va="bottom")
+    axes[0].set_xscale("log")
+    axes[0].set_xlabel("GFLOPs per scene (torch.utils.flop_counter)")
+    axes[1].set_xscale("log")
+    axes[1].set_xlabel("patch tokens kept after the first reduction")
+    for ax in axes:
+        ax.set_ylabel("per-cell top-1 (held-out scenes)")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fname = "token_compression_accuracy_vs_flops.png"
+    fig.savefig(out_dir / fname, dpi=100)
+    plt.close(fig)
+    return [("Token compression in the scene ViT: per-cell accuracy vs FLOPs and vs tokens kept, every reducer at keep 50/25/11/5%", fname)]
