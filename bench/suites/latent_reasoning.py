@@ -21,7 +21,8 @@ answer (prefill included), ``flops_per_answer`` (``torch.utils.flop_counter`` ov
 generation, batch of ``flops_n`` problems, split evenly: padding included), ``ms_per_answer``
 (batched wall time on this CPU). The Coconut-vs-CoT verdict on the graph task uses
 ``bench.verdict`` (one training seed, so "too few seeds" by rule) and reports the paired
-bootstrap interval of the accuracy difference over test problems beside it. The probe (P36's
+bootstrap interval of the accuracy difference over test problems beside it, and whether
+Coconut is above the trivial row beyond that interval (a win over CoT below chance is no win). The probe (P36's
 BFS reading): the first continuous thought of the final Coconut model decoded by the LM head
 over the question's concepts: mass on the person's direct concepts (the search frontier)
 against their share of the candidates.
@@ -48,7 +49,8 @@ def _config():
 
 
 def _sizes(quick: bool) -> dict:
-    return dict(n=60, flops_n=8) if quick else dict(n=300, flops_n=16)
+    # max_new: room for the longest CoT (6 arithmetic steps of 5 tokens, <eot>, answer, <eos>)
+    return dict(n=60, flops_n=8, max_new=40) if quick else dict(n=300, flops_n=16, max_new=40)
 
 
 def _row(method, paper, params, metrics, budget=None) -> dict:
@@ -79,22 +81,22 @@ def _paired_ci(a: list[bool], b: list[bool], seed: int, reps: int = 2000) -> tup
     return sum(x - y for x, y in zip(a, b)) / n, diffs[int(0.025 * reps)], diffs[int(0.975 * reps)]
 
 
-def _configs(models: dict, cfg) -> list[tuple[str, str, dict, object, object, int | None]]:
+def _configs(models: dict, cfg, max_new: int) -> list[tuple[str, str, dict, object, object, int | None]]:
     """(method, model name, params, reasoner, head, c) for every row group."""
     K = cfg.max_stage + 1
     out = [
-        ("no_cot", "no_cot", {}, tw.create("no_cot"), None, None),
-        ("cot", "cot", {}, tw.create("cot"), None, None),
-        ("pause", "pause", {"pauses": cfg.pauses}, tw.create("pause", latent_steps=cfg.pauses), None, None),
+        ("no_cot", "no_cot", {}, tw.create("no_cot", max_new_tokens=max_new), None, None),
+        ("cot", "cot", {}, tw.create("cot", max_new_tokens=max_new), None, None),
+        ("pause", "pause", {"pauses": cfg.pauses}, tw.create("pause", latent_steps=cfg.pauses, max_new_tokens=max_new), None, None),
     ]
     for k in range(1, K + 1):
-        out.append(("icot", f"icot-stage{k}", {"stage": k}, tw.create("icot"), None, None))
+        out.append(("icot", f"icot-stage{k}", {"stage": k}, tw.create("icot", max_new_tokens=max_new), None, None))
     for k in range(1, K + 1):
         n = min(k, cfg.max_stage) * cfg.c
-        out.append(("coconut", f"coconut-stage{k}", {"stage": k, "thoughts": n}, tw.create("coconut", latent_steps=n, c=cfg.c), None, None))
+        out.append(("coconut", f"coconut-stage{k}", {"stage": k, "thoughts": n}, tw.create("coconut", latent_steps=n, c=cfg.c, max_new_tokens=max_new), None, None))
     head = models["colar"][1]
     for c in range(1, cfg.colar_max_c + 1):
-        out.append(("colar", "colar", {"c": c}, tw.create("colar", c=c, head=head, latent_steps=48), head, c))
+        out.append(("colar", "colar", {"c": c}, tw.create("colar", c=c, head=head, latent_steps=48, max_new_tokens=max_new), head, c))
     return out
 
 
@@ -111,7 +113,7 @@ def run(ctx) -> list[dict]:
     K = cfg.max_stage + 1
     rows: list[dict] = []
     per_problem: dict[tuple, list[bool]] = {}
-    configs = _configs(models, cfg)
+    configs = _configs(models, cfg, s["max_new"])
     for task in TASKS:
         exs = list(examples(task, "test", s["n"]))
         # trivial rows
@@ -152,12 +154,16 @@ def _coconut_verdict(rows, per_problem, K, judge, seed) -> list[dict]:
             continue
         co, cot = main["coconut"]["metrics"], main["cot"]["metrics"]
         v = judge((co["reasoning_positions"], [co["accuracy"]]), [(cot["reasoning_positions"], [cot["accuracy"]])], x_higher_is_better=False)
-        diff, lo, hi = _paired_ci(per_problem[(task, f"coconut-stage{K}", None)], per_problem[(task, "cot", None)], seed)
+        co_correct = per_problem[(task, f"coconut-stage{K}", None)]
+        diff, lo, hi = _paired_ci(co_correct, per_problem[(task, "cot", None)], seed)
+        trivial = next(r["metrics"]["accuracy"] for r in rows if r["method"] in ("chance", "majority-answer") and r["params"]["task"] == task)
+        _, triv_lo, _ = _paired_ci(co_correct, [trivial] * len(co_correct), seed)
         fewer = co["reasoning_positions"] < cot["reasoning_positions"]
         out.append(_row("coconut-vs-cot", "P36", {"task": task, "claim": "higher accuracy than CoT with fewer reasoning positions"}, {
             "accuracy_gap": diff, "gap_ci95_low": lo, "gap_ci95_high": hi, "fewer_positions": fewer,
             "positions_coconut": co["reasoning_positions"], "positions_cot": cot["reasoning_positions"],
             "verdict_rule": v.verdict, "beats_cot_beyond_sampling": bool(fewer and lo > 0),
+            "trivial_accuracy": trivial, "coconut_above_trivial": bool(triv_lo > 0),
         }))  # fmt: skip
     return out
 
@@ -202,52 +208,55 @@ def headline(method: str, rows: list[dict]) -> str | None:
     return "; ".join(parts)
 
 
+def _figure(tasks, draw, xlabel: str, out_dir, fname: str) -> str:
+    """One panel per task: ``draw(ax, task)``, then labels, legend and the PNG."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.8), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        draw(ax, task)
+        ax.set_title(task)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("accuracy")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out_dir / fname, dpi=100)
+    plt.close(fig)
+    return fname
+
+
 def plots(rows: list[dict], out_dir) -> list[tuple[str, str]]:
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     main = [r for r in rows if "length" not in r["params"] and "reasoning_positions" in r["metrics"]]
     if not main:
         return []
     tasks = sorted({r["params"]["task"] for r in main})
-    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.8), squeeze=False)
-    for ax, task in zip(axes[0], tasks):
+
+    def pareto(ax, task):
         for i, method in enumerate(dict.fromkeys(r["method"] for r in main)):
             pts = sorted((r["metrics"]["reasoning_positions"], r["metrics"]["accuracy"]) for r in main if r["method"] == method and r["params"]["task"] == task)
             ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-" if len(pts) > 1 else "o", color=f"C{i}", label=method)
-        trivial = [r for r in rows if r["method"] in ("chance", "majority-answer") and r["params"]["task"] == task]
-        for r in trivial:
-            ax.axhline(r["metrics"]["accuracy"], color="grey", ls=":", lw=1)
-        ax.set_title(task)
-        ax.set_xlabel("reasoning positions per answer (latent + generated before the answer)")
-        ax.set_ylabel("accuracy")
-    axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
-    f1 = "latent_reasoning_accuracy_vs_tokens.png"
-    fig.savefig(out_dir / f1, dpi=100)
-    plt.close(fig)
+        for r in rows:
+            if r["method"] in ("chance", "majority-answer") and r["params"]["task"] == task:
+                ax.axhline(r["metrics"]["accuracy"], color="grey", ls=":", lw=1)
+
     by_len = [r for r in rows if "length" in r["params"]]
-    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.8), squeeze=False)
     final = {}
     for r in by_len:
         if r["method"] == "coconut":
             final[r["params"]["task"]] = max(final.get(r["params"]["task"], 0), r["params"]["stage"])
-    for ax, task in zip(axes[0], tasks):
+
+    def by_length(ax, task):
         for i, (method, keep) in enumerate((("no_cot", None), ("cot", None), ("pause", None), ("coconut", final.get(task)), ("colar", 2))):
             pts = sorted(
                 (r["params"]["length"], r["metrics"]["accuracy"]) for r in by_len if r["method"] == method and r["params"]["task"] == task
                 and (keep is None or r["params"].get("stage", r["params"].get("c")) == keep)
             )  # fmt: skip
             ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", color=f"C{i}", label=method if keep is None else f"{method} ({'stage' if method == 'coconut' else 'c'}={keep})")
-        ax.set_title(task)
-        ax.set_xlabel("chain length (reasoning steps)")
-        ax.set_ylabel("accuracy")
-    axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
-    f2 = "latent_reasoning_accuracy_vs_length.png"
-    fig.savefig(out_dir / f2, dpi=100)
-    plt.close(fig)
+
+    f1 = _figure(tasks, pareto, "reasoning positions per answer", out_dir, "latent_reasoning_accuracy_vs_tokens.png")
+    f2 = _figure(tasks, by_length, "chain length (reasoning steps)", out_dir, "latent_reasoning_accuracy_vs_length.png")
     return [("Latent reasoning: accuracy vs reasoning positions per answer (one point per method; Coconut by stage, CoLaR by c)", f1),
             ("Latent reasoning: accuracy vs chain length (held-out problems)", f2)]  # fmt: skip

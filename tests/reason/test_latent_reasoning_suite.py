@@ -29,7 +29,7 @@ def test_quick_run_on_tiny_models(tmp_path, monkeypatch):
     monkeypatch.setenv("TOKENWORKS_PROGRESS", "0")
     load_reason_models(tiny_config(), train_if_missing=True)
     monkeypatch.setattr(suite, "_config", tiny_config)
-    monkeypatch.setattr(suite, "_sizes", lambda quick: dict(n=6, flops_n=2))
+    monkeypatch.setattr(suite, "_sizes", lambda quick: dict(n=6, flops_n=2, max_new=4))
     rows = suite.run(Context(quick=True, out_dir=tmp_path))
     main = [r for r in rows if "length" not in r["params"] and "reasoning_positions" in r["metrics"]]
     for task in ("graph", "arith"):

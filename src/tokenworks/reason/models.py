@@ -57,9 +57,9 @@ class ReasonModelConfig:
     pauses: int = 6
     c: int = 1  # Coconut thoughts per step
     max_stage: int = 4
-    stage_steps: int = 100  # Coconut and iCoT, per stage
+    stage_steps: int = 200  # Coconut and iCoT, per stage
     stage_lr: float = 5e-4
-    colar_steps: int = 300
+    colar_steps: int = 600
     colar_max_c: int = 4
     seed: int = 0
 
