@@ -15,6 +15,7 @@ SUITE_MODULES = {
     "kv-cache": "bench.suites.kv_cache",
     "speculative": "bench.suites.speculative",
     "token-compression": "bench.suites.token_compression",
+    "latent-reasoning": "bench.suites.latent_reasoning",
 }
 
 

@@ -1,0 +1,262 @@
+"""Suite ``latent-reasoning``: chain-of-thought against reasoning in latent space, same small models, same tasks.
+
+Models (``assets/reason``, ``tokenworks train reason-models --out assets/reason``): one small
+Llama per method (3 layers, d=96), trained here on a mix of the two tasks of
+``tokenworks.reason.tasks``: ``graph`` (ProsQA-style: is the person an X or a Y, following
+"A is B" facts among distractors; chains of 2-4 facts; two options, so chance is 50%) and
+``arith`` (chains of 2-6 operations on numbers 0..29). Held-out test problems (disjoint split).
+
+Methods (``tw.methods(kind="reasoner")`` on their models): ``no_cot`` (direct answer),
+``cot`` (writes its steps), ``pause`` (6 pause tokens, trained with them), ``icot`` (CoT
+internalized stage by stage, no thoughts), ``coconut`` (P36: continuous thoughts, staged
+curriculum from the CoT model; one row per stage, the stage-k model thinking k x c times),
+``colar`` (P38: compressed latent chain; one row per compression factor c). Trivial rows: the
+majority answer of the train split (arith) and chance (graph, 0.5).
+
+Per method and task: ``accuracy`` (exact answer token), per chain length (rows with
+``length``), ``latent_steps``, ``generated_tokens`` (all decoded tokens, answer and <eos>
+included), ``reasoning_positions`` = latent steps + generated tokens - 2 (everything between
+<bot> and the answer; a forced <eot> after the thoughts is not counted), ``forwards`` per
+answer (prefill included), ``flops_per_answer`` (``torch.utils.flop_counter`` over the whole
+generation, batch of ``flops_n`` problems, split evenly: padding included), ``ms_per_answer``
+(batched wall time on this CPU). The Coconut-vs-CoT verdict on the graph task uses
+``bench.verdict`` (one training seed, so "too few seeds" by rule) and reports the paired
+bootstrap interval of the accuracy difference over test problems beside it, and whether
+Coconut is above the trivial row beyond that interval (a win over CoT below chance is no win). The probe (P36's
+BFS reading): the first continuous thought of the final Coconut model decoded by the LM head
+over the question's concepts: mass on the person's direct concepts (the search frontier)
+against their share of the candidates.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter
+
+import torch
+
+import tokenworks as tw
+
+NAME = "latent-reasoning"
+DESCRIPTION = __doc__.split("\n\n", 1)[1]
+
+
+def _config():
+    from tokenworks.reason.models import ReasonModelConfig
+
+    return ReasonModelConfig()
+
+
+def _sizes(quick: bool) -> dict:
+    # max_new: room for the longest CoT (6 arithmetic steps of 5 tokens, <eot>, answer, <eos>)
+    return dict(n=60, flops_n=8, max_new=40) if quick else dict(n=300, flops_n=16, max_new=40)
+
+
+def _row(method, paper, params, metrics, budget=None) -> dict:
+    return {
+        "family": "LAT", "method": method, "paper": paper, "params": params, "budget": budget or {},
+        "metrics": {k: (round(v, 6) if isinstance(v, float) else v) for k, v in metrics.items()},
+    }  # fmt: skip
+
+
+def _summary(recs: list[dict]) -> dict:
+    n = len(recs)
+    mean = lambda k: sum(r[k] for r in recs) / n  # noqa: E731
+    return {
+        "accuracy": mean("correct"), "n": n, "latent_steps": mean("latent_steps"), "generated_tokens": mean("generated_tokens"),
+        "reasoning_positions": sum(r["latent_steps"] + r["generated_tokens"] - 2 for r in recs) / n, "forwards": mean("forwards"),
+    }  # fmt: skip
+
+
+def _paired_ci(a: list[bool], b: list[bool], seed: int, reps: int = 2000) -> tuple[float, float, float]:
+    """Accuracy difference a - b and its 95% paired bootstrap interval over problems."""
+    rng = random.Random(seed)
+    n = len(a)
+    diffs = []
+    for _ in range(reps):
+        idx = [rng.randrange(n) for _ in range(n)]
+        diffs.append(sum(a[i] - b[i] for i in idx) / n)
+    diffs.sort()
+    return sum(x - y for x, y in zip(a, b)) / n, diffs[int(0.025 * reps)], diffs[int(0.975 * reps)]
+
+
+def _configs(models: dict, cfg, max_new: int) -> list[tuple[str, str, dict, object, object, int | None]]:
+    """(method, model name, params, reasoner, head, c) for every row group."""
+    K = cfg.max_stage + 1
+    out = [
+        ("no_cot", "no_cot", {}, tw.create("no_cot", max_new_tokens=max_new), None, None),
+        ("cot", "cot", {}, tw.create("cot", max_new_tokens=max_new), None, None),
+        ("pause", "pause", {"pauses": cfg.pauses}, tw.create("pause", latent_steps=cfg.pauses, max_new_tokens=max_new), None, None),
+    ]
+    for k in range(1, K + 1):
+        out.append(("icot", f"icot-stage{k}", {"stage": k}, tw.create("icot", max_new_tokens=max_new), None, None))
+    for k in range(1, K + 1):
+        n = min(k, cfg.max_stage) * cfg.c
+        out.append(("coconut", f"coconut-stage{k}", {"stage": k, "thoughts": n}, tw.create("coconut", latent_steps=n, c=cfg.c, max_new_tokens=max_new), None, None))
+    head = models["colar"][1]
+    for c in range(1, cfg.colar_max_c + 1):
+        out.append(("colar", "colar", {"c": c}, tw.create("colar", c=c, head=head, latent_steps=48, max_new_tokens=max_new), head, c))
+    return out
+
+
+@torch.no_grad()
+def run(ctx) -> list[dict]:
+    from bench.verdict import judge
+    from tokenworks.reason.models import evaluate, load_reason_models
+    from tokenworks.reason.tasks import TASKS, examples
+
+    torch.manual_seed(ctx.seed)
+    s = _sizes(ctx.quick)
+    cfg = _config()
+    models, tok = load_reason_models(cfg, train_if_missing=False)
+    K = cfg.max_stage + 1
+    rows: list[dict] = []
+    per_problem: dict[tuple, list[bool]] = {}
+    configs = _configs(models, cfg, s["max_new"])
+    for task in TASKS:
+        exs = list(examples(task, "test", s["n"]))
+        # trivial rows
+        if task == "graph":
+            rows.append(_row("chance", None, {"task": task}, {"accuracy": 0.5, "n": len(exs)}))
+        else:
+            major = Counter(e.answer for e in examples(task, "train", 2000)).most_common(1)[0][0]
+            rows.append(_row("majority-answer", None, {"task": task}, {"accuracy": sum(e.answer == major for e in exs) / len(exs), "n": len(exs)}))
+        for method, mname, params, reasoner, _, c in ctx.track(configs, f"latent-reasoning {task}"):
+            model = models[mname][0]
+            t0 = time.perf_counter()
+            recs = evaluate(reasoner, model, tok, exs, c=c, batch_size=len(exs))
+            secs = time.perf_counter() - t0
+            frecs = evaluate(reasoner, model, tok, exs[: s["flops_n"]], c=c, batch_size=s["flops_n"], count_flops=True)
+            m = _summary(recs)
+            m.update(flops_per_answer=sum(r["flops"] for r in frecs) / len(frecs), ms_per_answer=1000 * secs / len(exs))
+            p = {"task": task, "model": mname, **params}
+            rows.append(_row(method, tw.get(method).paper, p, m, {"batch": len(exs)}))
+            per_problem[(task, mname, c)] = [r["correct"] for r in recs]
+            for length in sorted({r["length"] for r in recs}):
+                sub = [r for r in recs if r["length"] == length]
+                rows.append(_row(method, tw.get(method).paper, {**p, "length": length}, _summary(sub)))
+    rows += _coconut_verdict(rows, per_problem, K, judge, ctx.seed)
+    rows += _probe(models[f"coconut-stage{K}"][0], tok, examples("graph", "test", s["n"]), cfg)
+    return rows
+
+
+def _coconut_verdict(rows, per_problem, K, judge, seed) -> list[dict]:
+    out = []
+    for task in ("graph", "arith"):
+
+        def pick(method, **kw):
+            return next((r for r in rows if r["method"] == method and r["params"].get("task") == task and "length" not in r["params"]
+                         and all(r["params"].get(k) == v for k, v in kw.items())), None)  # fmt: skip
+
+        main = {"coconut": pick("coconut", stage=K), "cot": pick("cot")}
+        if None in main.values():
+            continue
+        co, cot = main["coconut"]["metrics"], main["cot"]["metrics"]
+        v = judge((co["reasoning_positions"], [co["accuracy"]]), [(cot["reasoning_positions"], [cot["accuracy"]])], x_higher_is_better=False)
+        co_correct = per_problem[(task, f"coconut-stage{K}", None)]
+        diff, lo, hi = _paired_ci(co_correct, per_problem[(task, "cot", None)], seed)
+        trivial = next(r["metrics"]["accuracy"] for r in rows if r["method"] in ("chance", "majority-answer") and r["params"]["task"] == task)
+        _, triv_lo, _ = _paired_ci(co_correct, [trivial] * len(co_correct), seed)
+        fewer = co["reasoning_positions"] < cot["reasoning_positions"]
+        out.append(_row("coconut-vs-cot", "P36", {"task": task, "claim": "higher accuracy than CoT with fewer reasoning positions"}, {
+            "accuracy_gap": diff, "gap_ci95_low": lo, "gap_ci95_high": hi, "fewer_positions": fewer,
+            "positions_coconut": co["reasoning_positions"], "positions_cot": cot["reasoning_positions"],
+            "verdict_rule": v.verdict, "beats_cot_beyond_sampling": bool(fewer and lo > 0),
+            "trivial_accuracy": trivial, "coconut_above_trivial": bool(triv_lo > 0),
+        }))  # fmt: skip
+    return out
+
+
+@torch.no_grad()
+def _probe(model, tok, exs, cfg) -> list[dict]:
+    """First continuous thought of the final Coconut model read through the LM head over the
+    question's concepts: mass on the person's direct concepts (frontier) vs their share."""
+    from tokenworks.reason.coconut import probe_thought
+    from tokenworks.reason.models import prompt_ids
+    from tokenworks.reason.tasks import CONCEPTS
+
+    mass, share, top_frontier = [], [], []
+    for e in exs:
+        words = e.question.split()
+        person = words[-5]
+        cands = sorted({w for w in words if w in CONCEPTS})
+        frontier = {words[i + 2] for i in range(len(words) - 2) if words[i] == person and words[i + 1] == "is" and words[i + 2] in CONCEPTS}
+        ids = torch.tensor([prompt_ids(e, tok)])
+        h = model(input_ids=ids, output_hidden_states=True).hidden_states[-1][:, -1]  # the first thought
+        p = probe_thought(model, h, tok.convert_tokens_to_ids(cands))[0]
+        sel = torch.tensor([c in frontier for c in cands])
+        mass.append(float(p[sel].sum()))
+        share.append(float(sel.float().mean()))
+        top_frontier.append(bool(sel[p.argmax()]))
+    n = len(exs)
+    return [_row("coconut-probe", "P36", {"task": "graph", "thought": 1, "model": f"coconut-stage{cfg.max_stage + 1}"}, {
+        "frontier_mass": sum(mass) / n, "frontier_share_of_candidates": sum(share) / n, "top_is_frontier": sum(top_frontier) / n, "n": n,
+    })]  # fmt: skip
+
+
+def headline(method: str, rows: list[dict]) -> str | None:
+    main = [r for r in rows if r["method"] == method and "length" not in r["params"] and "accuracy" in r["metrics"]]
+    if method == "coconut":
+        K = max((r["params"].get("stage", 0) for r in main), default=0)
+        main = [r for r in main if r["params"].get("stage") == K]
+    if method == "colar":
+        main = [r for r in main if r["params"].get("c") == 2]
+    if not main:
+        return None
+    parts = [f"{r['params']['task']} {r['metrics']['accuracy']:.0%} with {r['metrics']['reasoning_positions']:.1f} reasoning positions" for r in main]
+    return "; ".join(parts)
+
+
+def _figure(tasks, draw, xlabel: str, out_dir, fname: str) -> str:
+    """One panel per task: ``draw(ax, task)``, then labels, legend and the PNG."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.8), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        draw(ax, task)
+        ax.set_title(task)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("accuracy")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out_dir / fname, dpi=100)
+    plt.close(fig)
+    return fname
+
+
+def plots(rows: list[dict], out_dir) -> list[tuple[str, str]]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    main = [r for r in rows if "length" not in r["params"] and "reasoning_positions" in r["metrics"]]
+    if not main:
+        return []
+    tasks = sorted({r["params"]["task"] for r in main})
+
+    def pareto(ax, task):
+        for i, method in enumerate(dict.fromkeys(r["method"] for r in main)):
+            pts = sorted((r["metrics"]["reasoning_positions"], r["metrics"]["accuracy"]) for r in main if r["method"] == method and r["params"]["task"] == task)
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-" if len(pts) > 1 else "o", color=f"C{i}", label=method)
+        for r in rows:
+            if r["method"] in ("chance", "majority-answer") and r["params"]["task"] == task:
+                ax.axhline(r["metrics"]["accuracy"], color="grey", ls=":", lw=1)
+
+    by_len = [r for r in rows if "length" in r["params"]]
+    final = {}
+    for r in by_len:
+        if r["method"] == "coconut":
+            final[r["params"]["task"]] = max(final.get(r["params"]["task"], 0), r["params"]["stage"])
+
+    def by_length(ax, task):
+        for i, (method, keep) in enumerate((("no_cot", None), ("cot", None), ("pause", None), ("coconut", final.get(task)), ("colar", 2))):
+            pts = sorted(
+                (r["params"]["length"], r["metrics"]["accuracy"]) for r in by_len if r["method"] == method and r["params"]["task"] == task
+                and (keep is None or r["params"].get("stage", r["params"].get("c")) == keep)
+            )  # fmt: skip
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", color=f"C{i}", label=method if keep is None else f"{method} ({'stage' if method == 'coconut' else 'c'}={keep})")
+
+    f1 = _figure(tasks, pareto, "reasoning positions per answer", out_dir, "latent_reasoning_accuracy_vs_tokens.png")
+    f2 = _figure(tasks, by_length, "chain length (reasoning steps)", out_dir, "latent_reasoning_accuracy_vs_length.png")
+    return [("Latent reasoning: accuracy vs reasoning positions per answer (one point per method; Coconut by stage, CoLaR by c)", f1),
+            ("Latent reasoning: accuracy vs chain length (held-out problems)", f2)]  # fmt: skip

@@ -1,0 +1,37 @@
+"""``tokenworks train reason-models``: the latent-reasoning family's models (assets/reason)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from tokenworks.cli.main import console, device_option, out_option, overwrite_option, train_app
+
+
+@train_app.command("reason-models")
+def train_reason_models_cmd(
+    out: Annotated[Optional[Path], out_option("Write here instead of the cache (e.g. assets/reason)")] = None,
+    tiny: Annotated[bool, typer.Option("--tiny", help="A seconds-long configuration of the same recipe (smoke test)")] = False,
+    fp16: Annotated[bool, typer.Option("--fp16/--fp32", help="Save weights in float16 (default, for assets/)")] = True,
+    device: Annotated[str, device_option()] = "cpu",
+    overwrite: Annotated[bool, overwrite_option()] = False,
+) -> None:
+    """Train the CoT, no-CoT, pause, Coconut (by stage), iCoT (by stage) and CoLaR models on the
+    graph and arithmetic tasks (resumable; checkpoints in the cache's runs/)."""
+    from dataclasses import asdict
+
+    from tokenworks.io import atomic_dir, cache_dir, prepare_output
+    from tokenworks.models.store import write_model_info
+    from tokenworks.reason.models import NAME, ReasonModelConfig, tiny_config, train_reason_models
+
+    config = tiny_config() if tiny else ReasonModelConfig()
+    if out is not None:
+        prepare_output(out, overwrite=overwrite)
+    target = out or cache_dir("models", NAME + ("-tiny" if tiny else ""))
+    run = cache_dir("runs", NAME + ("-tiny" if tiny else ""))
+    with atomic_dir(target, overwrite=overwrite, owned=out is None) as tmp:
+        info = train_reason_models(tmp, config, run_dir=run, fp16=fp16, device=device)
+        write_model_info(tmp, asdict(config), **info)
+    console.print(f"saved {len(info['models'])} models to {target} ({info['params']} parameters each)")

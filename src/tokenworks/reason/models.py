@@ -1,0 +1,311 @@
+"""The latent-reasoning family's models: one small Llama per method, trained here on both tasks.
+
+All start from the same architecture (``ReasonModelConfig``) and the same training mix (half
+``graph``, half ``arith`` examples per batch, drawn from fixed train pools), with the project's
+training loop (progress bar, atomic checkpoints, resume):
+
+- ``cot``: from scratch on ``question <bot> steps <eot> answer <eos>``;
+- ``no_cot``: from scratch, same steps, on ``question <bot> <eot> answer <eos>``;
+- ``pause``: from scratch, same steps, ``pauses`` ``<pause>`` tokens after ``<bot>``;
+- ``coconut-stage{k}`` (P36): from ``cot``, stage by stage (k = 1 .. max_stage + 1), each stage
+  starting from the previous one with a fresh optimizer; ``k * c`` thoughts replace the first
+  k steps (all steps after the last stage);
+- ``icot-stage{k}``: the same schedule with no thoughts (stepwise internalization);
+- ``colar`` (P38): from ``cot`` with a latent head, ``c`` drawn in 1..``colar_max_c`` per example.
+
+``train_reason_models(out)`` writes each as a Hugging Face folder ``out/<name>`` (weights as
+safetensors, the word-level tokenizer, CoLaR's head in ``latent_head.safetensors``) and
+``out/tokenworks.json`` with the recipe's fingerprint. Reproduce the committed models::
+
+    tokenworks train reason-models --out assets/reason
+
+(``--tiny`` runs a seconds-long configuration of the same recipe; it is tested.)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+from tokenworks.checks import check_float, check_int
+from tokenworks.reason.base import Reasoner, answer_of
+from tokenworks.reason.tasks import BOT, MAX_C, PAUSE, TASKS, Example, examples, reason_tokenizer
+
+__all__ = [
+    "NAME", "ReasonModelConfig", "evaluate", "load_reason_models", "model_names", "prompt_ids", "tiny_config", "train_reason_models",
+]  # fmt: skip
+
+NAME = "reason"
+
+
+@dataclass(kw_only=True)
+class ReasonModelConfig:
+    """Size and recipe of the family's models (the defaults make the committed ones)."""
+
+    hidden_size: int = 96
+    layers: int = 3
+    heads: int = 4
+    intermediate_size: int = 192
+    train_pool: int = 6000  # train examples per task
+    batch_size: int = 32
+    steps: int = 1000  # cot, no_cot and pause, from scratch
+    lr: float = 1e-3
+    pauses: int = 6
+    c: int = 1  # Coconut thoughts per step
+    max_stage: int = 4
+    stage_steps: int = 200  # Coconut and iCoT, per stage
+    stage_lr: float = 5e-4
+    colar_steps: int = 600
+    colar_max_c: int = 4
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_int("hidden_size", self.hidden_size, min=8)
+        check_int("layers", self.layers, min=1)
+        check_int("heads", self.heads, min=1)
+        if self.hidden_size % self.heads or (self.hidden_size // self.heads) % 2:
+            raise ValueError(f"hidden_size ({self.hidden_size}) / heads ({self.heads}) must be an even integer")
+        check_int("intermediate_size", self.intermediate_size, min=1)
+        check_int("train_pool", self.train_pool, min=2)
+        check_int("batch_size", self.batch_size, min=2)
+        for k in ("steps", "stage_steps", "colar_steps"):
+            check_int(k, getattr(self, k), min=1)
+        check_float("lr", self.lr, min=0.0, min_open=True)
+        check_float("stage_lr", self.stage_lr, min=0.0, min_open=True)
+        check_int("pauses", self.pauses, min=1, max=64)
+        check_int("c", self.c, min=1, max=8)
+        check_int("max_stage", self.max_stage, min=1, max=16)
+        check_int("colar_max_c", self.colar_max_c, min=1, max=MAX_C)
+        check_int("seed", self.seed, min=0)
+
+
+def tiny_config() -> ReasonModelConfig:
+    return ReasonModelConfig(hidden_size=16, layers=1, heads=2, intermediate_size=32, train_pool=40, batch_size=4, steps=3,
+                             stage_steps=2, max_stage=2, colar_steps=2, colar_max_c=2, pauses=2)  # fmt: skip
+
+
+def model_names(config: ReasonModelConfig) -> list[str]:
+    stages = range(1, config.max_stage + 2)
+    return ["cot", "no_cot", "pause", *(f"coconut-stage{k}" for k in stages), *(f"icot-stage{k}" for k in stages), "colar"]
+
+
+def _llama(config: ReasonModelConfig, tok):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    return LlamaForCausalLM(LlamaConfig(
+        vocab_size=len(tok), hidden_size=config.hidden_size, intermediate_size=config.intermediate_size,
+        num_hidden_layers=config.layers, num_attention_heads=config.heads, num_key_value_heads=config.heads,
+        max_position_embeddings=512, tie_word_embeddings=True, eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id, bos_token_id=None,
+    ))  # fmt: skip
+
+
+def prompt_ids(ex: Example, tok, *, c: int | None = None) -> list[int]:
+    """The prompt every method gets: ``question <bot>`` (CoLaR: ``question <cK> <bot>``)."""
+    q = tok.convert_tokens_to_ids(ex.question.split())
+    return q + ([tok.convert_tokens_to_ids(f"<c{c}>")] if c is not None else []) + [tok.convert_tokens_to_ids(BOT)]
+
+
+@torch.no_grad()
+def evaluate(reasoner: Reasoner, model, tok, exs: list[Example], *, c: int | None = None, batch_size: int = 64,
+             count_flops: bool = False) -> list[dict]:  # fmt: skip
+    """One record per example: correct, latent steps, generated tokens, forwards (and FLOPs per
+    answer when ``count_flops``: the batch's FLOPs split evenly over its rows), seconds."""
+    model.eval()
+    out = []
+    for s in range(0, len(exs), batch_size):
+        chunk = exs[s : s + batch_size]
+        res = reasoner.generate(model, [prompt_ids(e, tok, c=c) for e in chunk], eos_token_id=tok.eos_token_id,
+                                pad_token_id=tok.pad_token_id, count_flops=count_flops)  # fmt: skip
+        st = res.stats
+        for i, e in enumerate(chunk):
+            a = answer_of(res.tokens[i], tok.eos_token_id)
+            out.append({
+                "task": e.task, "length": e.length, "correct": a is not None and tok.convert_ids_to_tokens(a) == e.answer,
+                "latent_steps": st.latent_steps[i], "generated_tokens": st.generated_tokens[i], "forwards": st.row_forwards[i],
+                "flops": None if st.flops is None else st.flops / len(chunk), "seconds": st.seconds / len(chunk),
+            })  # fmt: skip
+    return out
+
+
+# -- training -------------------------------------------------------------------------------------
+
+
+def _pools(config: ReasonModelConfig) -> list[tuple[Example, ...]]:
+    return [examples(t, "train", config.train_pool, seed=config.seed) for t in TASKS]
+
+
+def _draw(pools, g: torch.Generator, n: int) -> list[Example]:
+    """``n`` examples, alternating tasks, indices drawn with ``g``."""
+    out = []
+    for i in range(n):
+        pool = pools[i % len(pools)]
+        out.append(pool[int(torch.randint(len(pool), (1,), generator=g))])
+    return out
+
+
+def _sft(model, config, pools, tok, *, steps, lr, desc, run_dir, make, n_latent=0, device="cpu") -> float:
+    """Train ``model`` on batches of ``make(example)`` (``encode`` outputs) with ``n_latent``
+    continuous thoughts after ``<bot>``; returns the final loss."""
+    from tokenworks.reason.sft import collate, forward_with_latents, sft_loss
+    from tokenworks.train import TrainConfig, train
+
+    def batch_fn(step, g):
+        return collate([make(e) for e in _draw(pools, g, config.batch_size)], tok.pad_token_id)
+
+    def loss_fn(m, b):
+        return sft_loss(forward_with_latents(m, b["ids"], b["mask"], b["bot"], n_latent), b["labels"])
+
+    tc = TrainConfig(steps=steps, lr=lr, warmup=min(50, steps // 10), seed=config.seed, desc=desc, checkpoint_every=100, device=device)
+    return train(model, loss_fn, batch_fn, tc, ckpt_dir=run_dir).final_loss
+
+
+def _colar(model, config, pools, tok, run_dir, device="cpu") -> tuple[torch.nn.Module, float]:
+    from tokenworks.reason.colar import LatentHead, colar_loss, encode_colar
+    from tokenworks.train import TrainConfig, train
+
+    head = LatentHead(config.hidden_size)
+
+    class Both(torch.nn.Module):  # one module, so the loop's optimizer and checkpoint hold both
+        def __init__(self):
+            super().__init__()
+            self.lm, self.head = model, head
+
+    both = Both()
+
+    def batch_fn(step, g):
+        items = []
+        for e in _draw(pools, g, config.batch_size):
+            c = int(torch.randint(1, config.colar_max_c + 1, (1,), generator=g))
+            items.append(encode_colar(e, tok, c))
+        T = max(len(ids) for ids, _, _ in items)
+        B = len(items)
+        ids = torch.full((B, T), tok.pad_token_id)
+        labels = torch.full((B, T), -100)
+        mask = torch.zeros(B, T, dtype=torch.long)
+        groups = torch.full((B, T, config.colar_max_c), -1)
+        for i, (x, y, gr) in enumerate(items):
+            ids[i, : len(x)], labels[i, : len(y)], mask[i, : len(x)] = torch.tensor(x), torch.tensor(y), 1
+            start = x.index(tok.convert_tokens_to_ids(BOT)) + 1
+            for j, grp in enumerate(gr):
+                groups[i, start + j, : len(grp)] = torch.tensor(grp)
+        return {"ids": ids, "mask": mask, "labels": labels, "groups": groups}
+
+    def loss_fn(m, b):
+        m = getattr(m, "module", m)
+        return colar_loss(m.lm, m.head, b)
+
+    tc = TrainConfig(steps=config.colar_steps, lr=config.stage_lr, warmup=min(50, config.colar_steps // 10), seed=config.seed,
+                     desc="colar", checkpoint_every=100, device=device)  # fmt: skip
+    res = train(both, loss_fn, batch_fn, tc, ckpt_dir=run_dir)
+    return head, res.final_loss
+
+
+def train_reason_models(out: str | Path, config: ReasonModelConfig | None = None, *, run_dir: str | Path | None = None,
+                        fp16: bool = True, device: str = "cpu", only: tuple[str, ...] | None = None) -> dict:  # fmt: skip
+    """Train every model of :func:`model_names` into ``out/<name>`` (see the module docstring);
+    ``only`` ("cot", "no_cot", "pause", "coconut", "icot", "colar") trains a part (the parts
+    that need ``cot`` resume it from ``run_dir``)."""
+    import copy
+
+    from tokenworks.io import save_tensors
+    from tokenworks.models.store import write_model_info
+    from tokenworks.reason.coconut import curriculum
+    from tokenworks.reason.sft import encode
+
+    config = config or ReasonModelConfig()
+    tok = reason_tokenizer()
+    pools = _pools(config)
+    out = Path(out)
+    run = Path(run_dir) if run_dir is not None else None
+    sub = lambda name: None if run is None else run / name  # noqa: E731
+    losses: dict[str, float] = {}
+
+    def save(name, model, extra=None):
+        d = out / name
+        copy.deepcopy(model).cpu().to(torch.float16 if fp16 else torch.float32).save_pretrained(d, safe_serialization=True)
+        tok.save_pretrained(d)
+        for fname, module in (extra or {}).items():
+            save_tensors(d / fname, {k: (v.cpu().half() if fp16 else v.cpu()) for k, v in module.state_dict().items()})
+
+    def fresh():
+        torch.manual_seed(config.seed)
+        return _llama(config, tok)
+
+    want = lambda part: only is None or part in only  # noqa: E731
+    common = dict(steps=config.steps, lr=config.lr, device=device)
+    cot = fresh()
+    if want("cot") or want("coconut") or want("icot") or want("colar"):
+        losses["cot"] = _sft(cot, config, pools, tok, desc="cot", run_dir=sub("cot"), make=lambda e: encode(e, tok), **common)
+        save("cot", cot)
+    if want("no_cot"):
+        m = fresh()
+        losses["no_cot"] = _sft(m, config, pools, tok, desc="no_cot", run_dir=sub("no_cot"), make=lambda e: encode(e, tok, steps=False), **common)
+        save("no_cot", m)
+    if want("pause"):
+        m = fresh()
+        losses["pause"] = _sft(m, config, pools, tok, desc="pause", run_dir=sub("pause"),
+                               make=lambda e: encode(e, tok, n_latent=config.pauses, slot=PAUSE, steps=False), **common)  # fmt: skip
+        save("pause", m)
+    for method, c in (("coconut", config.c), ("icot", 0)):
+        if not want(method):
+            continue
+        m = copy.deepcopy(cot)
+        for k in range(1, config.max_stage + 2):
+            skip, n = curriculum(k, max(c, 1), config.max_stage)
+            n = n if c else 0
+            name = f"{method}-stage{k}"
+            losses[name] = _sft(m, config, pools, tok, steps=config.stage_steps, lr=config.stage_lr, desc=name, run_dir=sub(name),
+                                make=lambda e, skip=skip, n=n: encode(e, tok, n_latent=n, skip=skip), n_latent=n, device=device)  # fmt: skip
+            save(name, m)
+    if want("colar"):
+        m = copy.deepcopy(cot)
+        head, losses["colar"] = _colar(m, config, pools, tok, sub("colar"), device)
+        save("colar", m, {"latent_head.safetensors": head})
+    info = {"losses": losses, "params": sum(p.numel() for p in cot.parameters()), "models": model_names(config)}
+    write_model_info(out, asdict(config), **info)
+    return info
+
+
+@lru_cache(maxsize=2)
+def _load_dir(path: str) -> dict:
+    from transformers import AutoTokenizer, LlamaForCausalLM
+
+    from tokenworks.io import load_tensors
+    from tokenworks.models.lm import quiet_loading
+    from tokenworks.reason.colar import LatentHead
+
+    root = Path(path)
+    names = json.loads((root / "tokenworks.json").read_text())["models"]
+    out = {}
+    for name in names:
+        with quiet_loading():
+            model = LlamaForCausalLM.from_pretrained(root / name, dtype=torch.float32).eval()
+        head = None
+        if (root / name / "latent_head.safetensors").is_file():
+            head = LatentHead(model.config.hidden_size)
+            head.load_state_dict({k: v.float() for k, v in load_tensors(root / name / "latent_head.safetensors").items()})
+            head.eval()
+        out[name] = (model, head)
+    return {"models": out, "tokenizer": AutoTokenizer.from_pretrained(root / "cot")}
+
+
+def load_reason_models(config: ReasonModelConfig | None = None, *, train_if_missing: bool = False) -> tuple[dict, object]:
+    """``({name: (model, latent head or None)}, tokenizer)`` from the cache or the committed
+    assets (``assets/reason``); trained into the cache when missing and ``train_if_missing``."""
+    from tokenworks.models.store import load_or_train
+
+    config = config or ReasonModelConfig()
+
+    def _train(out: Path, run: Path) -> None:
+        train_reason_models(out, config, run_dir=run)
+
+    path = load_or_train(NAME, asdict(config), _train, train_if_missing=train_if_missing, command="tokenworks train reason-models")
+    d = _load_dir(str(path))
+    return d["models"], d["tokenizer"]
+
+

@@ -1,0 +1,49 @@
+"""The latent-reasoning suite on tiny models: every method's rows on both tasks with the
+budget metrics, the verdict rows, the plots; its paired interval on made-up data."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+suite = pytest.importorskip("bench.suites.latent_reasoning")
+
+
+def test_paired_interval_is_known_both_ways():
+    a = [True] * 80 + [False] * 20
+    b = [True] * 40 + [False] * 60
+    d, lo, hi = suite._paired_ci(a, b, seed=0)
+    assert d == pytest.approx(0.4) and 0 < lo < 0.4 < hi
+    d, lo, hi = suite._paired_ci(b, a, seed=0)
+    assert d == pytest.approx(-0.4) and lo < -0.4 < hi < 0
+    d, lo, hi = suite._paired_ci(a, a, seed=0)
+    assert d == lo == hi == 0
+
+
+def test_quick_run_on_tiny_models(tmp_path, monkeypatch):
+    from bench.harness import Context
+    from tokenworks.reason.models import load_reason_models, model_names, tiny_config
+
+    monkeypatch.setenv("TOKENWORKS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("TOKENWORKS_PROGRESS", "0")
+    load_reason_models(tiny_config(), train_if_missing=True)
+    monkeypatch.setattr(suite, "_config", tiny_config)
+    monkeypatch.setattr(suite, "_sizes", lambda quick: dict(n=6, flops_n=2, max_new=4))
+    rows = suite.run(Context(quick=True, out_dir=tmp_path))
+    main = [r for r in rows if "length" not in r["params"] and "reasoning_positions" in r["metrics"]]
+    for task in ("graph", "arith"):
+        got = {r["method"] for r in main if r["params"]["task"] == task}
+        assert got == {"no_cot", "cot", "pause", "icot", "coconut", "colar"}
+        for r in main:
+            m = r["metrics"]
+            assert 0 <= m["accuracy"] <= 1 and m["flops_per_answer"] > 0 and m["forwards"] >= 1
+    stages = sorted(r["params"]["stage"] for r in main if r["method"] == "coconut" and r["params"]["task"] == "graph")
+    assert stages == list(range(1, tiny_config().max_stage + 2))
+    assert sorted(r["params"]["c"] for r in main if r["method"] == "colar" and r["params"]["task"] == "graph") == [1, 2]
+    assert {r["params"]["task"] for r in rows if r["method"] == "coconut-vs-cot"} == {"graph", "arith"}
+    assert any(r["method"] == "coconut-probe" for r in rows)
+    made = suite.plots(rows, tmp_path)
+    assert len(made) == 2 and all((tmp_path / f).is_file() for _, f in made)
+    assert suite.headline("coconut", rows)
+    assert model_names(tiny_config())
