@@ -14,6 +14,7 @@ SUITE_MODULES = {
     "text-tokenizers": "bench.suites.text_tokenizers",
     "kv-cache": "bench.suites.kv_cache",
     "speculative": "bench.suites.speculative",
+    "lm-tokens": "bench.suites.lm_tokens",
 }
 
 
