@@ -103,6 +103,12 @@ def _p28(ctx, S) -> list[dict]:
                 perms = torch.stack([torch.randperm(len(tok), generator=g) for _ in range(len(windows))])  # (N, V)
                 ciphered = torch.gather(perms, 1, windows)
                 seeds = torch.arange(len(windows)) + 10_000 * (ctx.seed + 1)
+                seen = torch.zeros(len(windows), 256, dtype=torch.bool)  # target already in its window's context
+                for b, w in enumerate(windows.tolist()):
+                    earlier = {w[0]}
+                    for t in range(256):
+                        seen[b, t] = w[t + 1] in earlier
+                        earlier.add(w[t + 1])
             v = tw.create(variant)
             t0 = time.perf_counter()
             nll = per_position_nll(v, lm, windows.to(ctx.device), seeds=seeds).cpu()  # (N, 256)
@@ -114,6 +120,8 @@ def _p28(ctx, S) -> list[dict]:
                                  {"ppl": math.exp(nll[:, lo:hi].mean()), "nll": float(nll[:, lo:hi].mean()), "position_mid": (lo + hi) / 2}))  # fmt: skip
             rows.append(_row("p28", variant, "P28" if arm == "lexinvariant" else None, {"positions": "all", "seed": s},
                              {"ppl": math.exp(nll.mean()), "ppl_cipher": math.exp(nll_c.mean()), "ms_per_window": 1000 * secs / len(windows),
+                              "nll_repeated_tokens": float(nll[seen].mean()), "nll_first_occurrences": float(nll[~seen].mean()),
+                              "nll_uniform": math.log(len(tok)),
                               "train_seconds": info.get("train_seconds", float("nan")), "train_loss": info.get("train_loss", float("nan"))},
                              {"steps": len(info.get("history", [])), "params": sum(p.numel() for p in lm.parameters())}))  # fmt: skip
     seeds_both = [s for s in SEEDS if ("lexinvariant", s) in by and ("standard", s) in by]

@@ -5,13 +5,17 @@ A recipe (:class:`VariantLMConfig`) names the variant and its options, the data 
 ``legal``, train split, reference tokenizer), where the weights start (``scratch``: a Llama of
 the given size, seeded; ``reference``: the committed reference LM) and the training budget.
 Everything else is shared, so a pair of recipes that differ in ``variant`` only is a control
-that changes one thing. Only the causal LM is saved (``save_pretrained``, safetensors, with the
-tokenizer and ``tokenworks.json``: fingerprint, loss history, seconds); parts a variant adds
+that changes one thing. Only the causal LM is saved (``save_pretrained``, safetensors, with
+``tokenworks.json``: fingerprint, loss history, seconds; the tokenizer is the reference LM's,
+``reference_lm()[1]``, not copied into every folder); parts a variant adds
 for training only (CAFT's auxiliary heads) are dropped, as in the papers.
 
-Reproduce a committed checkpoint::
+Reproduce a committed checkpoint (trained into the cache, then copied as float16)::
 
-    tokenworks train lm-variant --preset p28-lexinvariant-s0 --out assets/lm-tokens/p28-lexinvariant-s0
+    tokenworks train lm-variant --preset p28-lexinvariant-s0
+    tokenworks publish lm-tokens/p28-lexinvariant-s0
+
+(or ``tokenworks train lm-variant --preset NAME --out assets/lm-tokens/NAME``, float16 by default).
 """
 
 from __future__ import annotations
@@ -136,7 +140,7 @@ def _initial_lm(config: VariantLMConfig):
 
 
 def train_variant_lm(out: str | Path, config: VariantLMConfig, *, ckpt_dir=None, device: str = "cpu", fp16: bool = False) -> dict:
-    """Train ``config`` and save the causal LM, tokenizer and ``tokenworks.json`` in ``out``."""
+    """Train ``config`` and save the causal LM and ``tokenworks.json`` in ``out``."""
     from tokenworks.models.store import write_model_info
     from tokenworks.text.lm_variant import train_variant
     from tokenworks.train import TrainConfig
@@ -157,8 +161,6 @@ def train_variant_lm(out: str | Path, config: VariantLMConfig, *, ckpt_dir=None,
     lm = variant.base_lm(model).to("cpu").eval()
     out = Path(out)
     (lm.half() if fp16 else lm).save_pretrained(out, safe_serialization=True)
-    if tok is not None:
-        tok.save_pretrained(out)
     info.update(train_loss=result.final_loss, train_seconds=round(result.seconds, 1), history=[[s, round(v, 4)] for s, v in result.history],
                 params=sum(p.numel() for p in lm.parameters()))  # fmt: skip
     write_model_info(out, asdict(config), **info)
@@ -194,7 +196,7 @@ def preset(name: str) -> VariantLMConfig:
 def variant_lm(name: str, *, train_if_missing: bool = False, device: str = "cpu"):
     """``(lm, tokenizer, info)`` of preset ``name``: cached, committed (assets/lm-tokens/NAME) or
     trained now when ``train_if_missing``."""
-    from transformers import AutoTokenizer, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
 
     from tokenworks.io import load_json
     from tokenworks.models.lm import quiet_loading
@@ -209,5 +211,9 @@ def variant_lm(name: str, *, train_if_missing: bool = False, device: str = "cpu"
                          command=f"tokenworks train lm-variant --preset {name}")  # fmt: skip
     with quiet_loading():
         lm = LlamaForCausalLM.from_pretrained(str(path), dtype=torch.float32).eval()
-    tok = AutoTokenizer.from_pretrained(str(path)) if (path / "tokenizer.json").is_file() else None
+    tok = None
+    if config.data != "pcfg":
+        from tokenworks.models import reference_lm
+
+        tok = reference_lm()[1]  # the committed reference LM's own copy of the tokenizer
     return lm.to(device), tok, load_json(path / "tokenworks.json", kind=dict)
