@@ -17,7 +17,8 @@ and every arm has its control in the same run, trained by the same recipe with o
     ties below it). The metadata model with its metadata given is shown as the oracle.
 (c) P69: the reference LM fine-tuned on the legal corpus with CAFT (4 auxiliary heads, the
     official defaults) vs plain next-token fine-tuning (same steps, data, seeds) and the
-    untouched reference LM: perplexity of multi-token legal concepts (tokens 2..m of a phrase
+    untouched reference LM, and an ablation with the auxiliary coefficient 1.0 (``caft1``, 100x
+    the official default): perplexity of multi-token legal concepts (tokens 2..m of a phrase
     from a fixed list, given the context and its first token), their exact greedy generation,
     and overall held-out legal perplexity.
 """
@@ -115,6 +116,7 @@ def _p28(ctx, S) -> list[dict]:
             secs = time.perf_counter() - t0
             nll_c = per_position_nll(v, lm, ciphered.to(ctx.device), seeds=seeds).cpu()
             by[(arm, s)] = nll
+            by[(arm + "-cipher", s)] = float(nll_c.mean() - nll.mean())  # nats the cipher costs
             for lo, hi in P28_BUCKETS:
                 rows.append(_row("p28", variant, "P28" if arm == "lexinvariant" else None, {"positions": f"{lo}-{hi}", "seed": s},
                                  {"ppl": math.exp(nll[:, lo:hi].mean()), "nll": float(nll[:, lo:hi].mean()), "position_mid": (lo + hi) / 2}))  # fmt: skip
@@ -134,6 +136,12 @@ def _p28(ctx, S) -> list[dict]:
                          {"gap_nats_first_bucket": sum(first) / len(first), "gap_nats_last_bucket": sum(last) / len(last),
                           "ppl_ratio_last_bucket": math.exp(sum(last) / len(last)), "shrink_nats": gap, "seed_spread": spread,
                           "seeds": len(seeds_both), "verdict": verdict}))  # fmt: skip
+        lex_c = [by["lexinvariant-cipher", s] for s in seeds_both]
+        std_c = [by["standard-cipher", s] for s in seeds_both]
+        verdict, gap, spread = _verdict(lex_c, std_c, higher_is_better=False)
+        rows.append(_row("p28", "lexinvariant", "P28", {"claim": "a substitution cipher costs the lexinvariant LM less than the standard LM"},
+                         {"cipher_cost_nats_lexinvariant": sum(lex_c) / len(lex_c), "cipher_cost_nats_standard": sum(std_c) / len(std_c),
+                          "gap": gap, "seed_spread": spread, "seeds": len(seeds_both), "verdict": verdict}))  # fmt: skip
     return rows
 
 
@@ -197,13 +205,16 @@ def _p47(ctx, S) -> list[dict]:
                              {"steps": len(info.get("history", []))}))  # fmt: skip
     seeds_both = [s for s in SEEDS if ("metadata", s) in by and ("plain", s) in by]
     if seeds_both:
-        for name, (lo, hi) in (("short", (0, 4)), ("long", (63, 127))):
+        # the paper's two effects: metadata training HURTS where the prompt cannot reveal the
+        # latent rule set (short prompts) and HELPS once it can (long prompts)
+        for name, (lo, hi), hurts in (("short", (0, 4), True), ("long", (63, 127), False)):
             m = [float(by["metadata", s][:, lo:hi].mean()) for s in seeds_both]
             c = [float(by["plain", s][:, lo:hi].mean()) for s in seeds_both]
-            verdict, gap, spread = _verdict(m, c, higher_is_better=False)
-            rows.append(_row("p47", "metadata_prefix", "P47", {"claim": f"metadata training lowers the loss at {name} prompts (positions {lo + 1}-{hi})"},
-                             {"loss_metadata": sum(m) / len(m), "loss_plain": sum(c) / len(c), "gain_nats": gap, "seed_spread": spread,
-                              "seeds": len(seeds_both), "verdict": verdict}))  # fmt: skip
+            verdict, gap, spread = _verdict(m, c, higher_is_better=hurts)
+            claim = f"metadata training {'raises' if hurts else 'lowers'} the loss at {name} prompts (context {lo + 1}-{hi}, no metadata at test)"
+            rows.append(_row("p47", "metadata_prefix", "P47", {"claim": claim},
+                             {"loss_metadata": sum(m) / len(m), "loss_plain": sum(c) / len(c), "effect_in_claimed_direction_nats": gap,
+                              "seed_spread": spread, "seeds": len(seeds_both), "verdict": verdict}))  # fmt: skip
     return rows
 
 
@@ -256,7 +267,7 @@ def _p69(ctx, S) -> list[dict]:
     docs = list(load_legal("test").documents)
     rows, by = [], {}
     occ = None
-    arms = [("reference", None)] + [(f"{arm}-s{s}", s) for arm in ("caft", "plain") for s in SEEDS]
+    arms = [("reference", None)] + [(f"{arm}-s{s}", s) for arm in ("caft", "caft1", "plain") for s in SEEDS]
     for name, s in arms:
         if name == "reference":
             lm, tok = reference_lm(device=ctx.device, train_if_missing=False)
@@ -271,17 +282,20 @@ def _p69(ctx, S) -> list[dict]:
         m = _concept_scores(lm, occ, ctx.device)
         m["ppl"] = evaluate_lm(lm, tok, docs, seq_len=128, max_windows=S["p69_windows"])["ppl"]
         arm = name.split("-")[0]
-        method = {"caft": "caft", "plain": "standard_lm", "reference": "reference_lm"}[arm]
+        method = {"caft": "caft", "caft1": "caft", "plain": "standard_lm", "reference": "reference_lm"}[arm]
         by[(arm, s)] = m
-        rows.append(_row("p69", method, "P69" if arm == "caft" else None, {"arm": arm, "seed": s}, {**m, "train_seconds": info.get("train_seconds", float("nan"))},
+        extra = {"heads_coefficient": 1.0} if arm == "caft1" else {}
+        rows.append(_row("p69", method, "P69" if arm.startswith("caft") else None, {"arm": arm, "seed": s, **extra}, {**m, "train_seconds": info.get("train_seconds", float("nan"))},
                          {"steps": len(info.get("history", []))}))  # fmt: skip
-    seeds_both = [s for s in SEEDS if ("caft", s) in by and ("plain", s) in by]
-    if seeds_both:
+    for arm, label in (("caft", "CAFT (official coefficient 0.01)"), ("caft1", "CAFT with coefficient 1.0")):
+        seeds_both = [s for s in SEEDS if (arm, s) in by and ("plain", s) in by]
+        if not seeds_both:
+            continue
         for metric, hib in (("concept_ppl", False), ("concept_exact", True), ("ppl", False)):
-            m = [by["caft", s][metric] for s in seeds_both]
+            m = [by[arm, s][metric] for s in seeds_both]
             c = [by["plain", s][metric] for s in seeds_both]
             verdict, gap, spread = _verdict(m, c, higher_is_better=hib)
-            rows.append(_row("p69", "caft", "P69", {"claim": f"CAFT improves {metric} over plain fine-tuning"},
+            rows.append(_row("p69", "caft", "P69", {"claim": f"{label} improves {metric} over plain fine-tuning"},
                              {"caft": sum(m) / len(m), "plain": sum(c) / len(c), "gain": gap, "seed_spread": spread, "seeds": len(seeds_both), "verdict": verdict}))  # fmt: skip
     return rows
 
@@ -347,6 +361,9 @@ def plots(rows: list[dict], out_dir) -> list[tuple[str, str]]:
             d = _mean_by([r for r in p28 if r["method"] == method], lambda r: r["metrics"]["position_mid"], "ppl")
             xs = sorted(d)
             ax.errorbar(xs, [d[x][0] for x in xs], yerr=_err(d, xs), marker="o", capsize=3, label=method)
+        uniform = [r["metrics"]["nll_uniform"] for r in rows if r["params"].get("section") == "p28" and "nll_uniform" in r["metrics"]]
+        if uniform:
+            ax.axhline(math.exp(uniform[0]), color="grey", ls=":", lw=1, label="uniform over the vocabulary")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("context position (bucket middle, tokens)")
@@ -380,11 +397,11 @@ def plots(rows: list[dict], out_dir) -> list[tuple[str, str]]:
     p69 = [r for r in rows if r["params"].get("section") == "p69" and "arm" in r["params"]]
     if p69:
         fig, axes = plt.subplots(1, 3, figsize=(11, 3.4))
-        arms = ("reference", "plain", "caft")
+        arms = ("reference", "plain", "caft", "caft1")
         for ax, metric, label in zip(axes, ("concept_ppl", "concept_exact", "ppl"), ("concept-span perplexity", "concept exact generation", "held-out legal perplexity")):
             d = _mean_by(p69, lambda r: r["params"]["arm"], metric)
             xs = [a for a in arms if a in d]
-            ax.bar(xs, [d[a][0] for a in xs], yerr=_err(d, xs), capsize=4, color=["grey", "C0", "C1"][: len(xs)])
+            ax.bar(xs, [d[a][0] for a in xs], yerr=_err(d, xs), capsize=4, color=[{"reference": "grey", "plain": "C0", "caft": "C1", "caft1": "C2"}[a] for a in xs])
             ax.set_title(label, fontsize=9)
         fig.tight_layout()
         fig.savefig(out_dir / "lm_tokens_p69_concepts.png", dpi=100)

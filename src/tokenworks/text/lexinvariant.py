@@ -19,6 +19,11 @@ Choices (the paper leaves them open or we could not check them against code):
   ``LlamaForCausalLM`` folder; ``table=`` lets a caller pass a fixed (V, D) table, and the
   model's own table makes it exactly the standard tied LM (tested).
 - the paper's regularised variant (mixing fixed and random embeddings) is not built.
+
+Measured here (``lm-tokens`` suite): at the committed budget (4 layers, d=64, 400 steps of
+16 x 256 prose tokens, 3 seeds) the model does not leave the uniform plateau (8.31 nats vs
+ln 4096 = 8.32; repeated tokens 8.24, first occurrences 8.36), while the standard LM of the
+same size reaches 5.4: the copy circuits it needs did not form within this budget.
 """
 
 from __future__ import annotations

@@ -186,6 +186,8 @@ for _s in (0, 1, 2):
 for _s in (0, 1, 2):
     PRESETS[f"p69-caft-s{_s}"] = VariantLMConfig(variant="caft", options={"head_pretrain_steps": 40}, seed=_s, **_P69)
     PRESETS[f"p69-plain-s{_s}"] = VariantLMConfig(variant="standard_lm", seed=_s, **_P69)
+    # ablation: the auxiliary loss 100x stronger than the official default (0.01), all else equal
+    PRESETS[f"p69-caft1-s{_s}"] = VariantLMConfig(variant="caft", options={"head_pretrain_steps": 40, "heads_coefficient": 1.0}, seed=_s, **_P69)
 
 
 def preset(name: str) -> VariantLMConfig:
