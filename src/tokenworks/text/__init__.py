@@ -2,6 +2,9 @@
 
 - Recipes on Hugging Face ``tokenizers`` (``kind="text_tokenizer"``): ``byte_bpe`` (baseline
   general BPE), ``kl3m_domain_bpe`` and ``kl3m_char_bpe`` (P55 KL3M).
+- LM variants (``kind="lm_variant"``, :mod:`tokenworks.text.lm_variant`): how a causal LM holds
+  its tokens -- ``standard_lm`` (baseline), ``lexinvariant`` (P28), ``metadata_prefix`` (P47),
+  ``caft`` (P69); their trained checkpoints come from :mod:`tokenworks.text.variant_lm`.
 - Metrics for any tokenizer on any corpus: bytes per token, fertility, vocabulary use,
   boundary stability under OCR-like noise (``tokenworks.text.metrics``).
 """
