@@ -70,11 +70,9 @@ def test_cipher_invariance_in_distribution(make_lm):
     assert torch.allclose(a, b[..., perm], atol=1e-5)
 
 
-def test_bad_options_and_seeds():
+def test_bad_options_and_seeds(make_lm):
     with pytest.raises(ValueError, match="std"):
         tw.create("lexinvariant", std=0.0)
     v = tw.create("lexinvariant")
-    from conftest import tiny_lm
-
     with pytest.raises(ValueError, match="seeds"):
-        v.logits(tiny_lm(20), torch.zeros(2, 4, dtype=torch.long), seeds=torch.tensor([1, 2, 3]))
+        v.logits(make_lm(20), torch.zeros(2, 4, dtype=torch.long), seeds=torch.tensor([1, 2, 3]))
