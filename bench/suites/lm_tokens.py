@@ -82,6 +82,13 @@ def _verdict(method_ys: list[float], control_ys: list[float], *, higher_is_bette
     return v.verdict, v.gap, v.spread
 
 
+def _paired(method_ys: list[float], control_ys: list[float], *, higher_is_better: bool) -> dict[str, float]:
+    """Per-seed gains (method minus its same-seed control, signed so > 0 favours the method):
+    the arms of one seed share the initialisation and the data order."""
+    g = [(m - c) * (1 if higher_is_better else -1) for m, c in zip(method_ys, control_ys)]
+    return {"paired_gain_min": min(g), "paired_gain_max": max(g)}
+
+
 # ---------------------------------------------------------------------------------- P28
 def _p28(ctx, S) -> list[dict]:
     from tokenworks.data import load_prose
@@ -214,7 +221,7 @@ def _p47(ctx, S) -> list[dict]:
             claim = f"metadata training {'raises' if hurts else 'lowers'} the loss at {name} prompts (context {lo + 1}-{hi}, no metadata at test)"
             rows.append(_row("p47", "metadata_prefix", "P47", {"claim": claim},
                              {"loss_metadata": sum(m) / len(m), "loss_plain": sum(c) / len(c), "effect_in_claimed_direction_nats": gap,
-                              "seed_spread": spread, "seeds": len(seeds_both), "verdict": verdict}))  # fmt: skip
+                              "seed_spread": spread, **_paired(m, c, higher_is_better=hurts), "seeds": len(seeds_both), "verdict": verdict}))  # fmt: skip
     return rows
 
 
@@ -296,7 +303,8 @@ def _p69(ctx, S) -> list[dict]:
             c = [by["plain", s][metric] for s in seeds_both]
             verdict, gap, spread = _verdict(m, c, higher_is_better=hib)
             rows.append(_row("p69", "caft", "P69", {"claim": f"{label} improves {metric} over plain fine-tuning"},
-                             {"caft": sum(m) / len(m), "plain": sum(c) / len(c), "gain": gap, "seed_spread": spread, "seeds": len(seeds_both), "verdict": verdict}))  # fmt: skip
+                             {"caft": sum(m) / len(m), "plain": sum(c) / len(c), "gain": gap, "seed_spread": spread, **_paired(m, c, higher_is_better=hib),
+                              "seeds": len(seeds_both), "verdict": verdict}))  # fmt: skip
     return rows
 
 

@@ -75,3 +75,8 @@ def test_plots_summary_headline(suite, tmp_path):
     assert "gap shrinks" in suite.summary(rows) and "held" in suite.summary(rows)
     assert suite.headline("lexinvariant", rows) == "gap shrinks: held"
     assert suite.headline("caft", rows) is None
+
+
+def test_paired_gains_are_signed_towards_the_method(suite):
+    assert suite._paired([1.0, 2.0], [1.5, 1.0], higher_is_better=False) == {"paired_gain_min": -1.0, "paired_gain_max": 0.5}
+    assert suite._paired([1.0, 2.0], [1.5, 1.0], higher_is_better=True) == {"paired_gain_min": -0.5, "paired_gain_max": 1.0}
