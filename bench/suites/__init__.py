@@ -16,6 +16,7 @@ SUITE_MODULES = {
     "speculative": "bench.suites.speculative",
     "token-compression": "bench.suites.token_compression",
     "latent-reasoning": "bench.suites.latent_reasoning",
+    "lm-tokens": "bench.suites.lm_tokens",
 }
 
 

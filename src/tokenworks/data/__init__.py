@@ -7,12 +7,14 @@ looked in when they are missing. ``$TOKENWORKS_DATA`` overrides the system data 
 
 from tokenworks.data.errors import DataNotFoundError
 from tokenworks.data.images import ImageSet, load_fashion_mnist, load_images, load_mnist5k
+from tokenworks.data.pcfg import PCFGFamily
 from tokenworks.data.pointclouds import PointCloudSet, load_meshes, load_pointclouds
 from tokenworks.data.text import TextCorpus, load_corpus, load_legal, load_prose
 
 __all__ = [
     "DataNotFoundError",
     "ImageSet",
+    "PCFGFamily",
     "PointCloudSet",
     "TextCorpus",
     "load_corpus",

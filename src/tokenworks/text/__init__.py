@@ -2,6 +2,9 @@
 
 - Recipes on Hugging Face ``tokenizers`` (``kind="text_tokenizer"``): ``byte_bpe`` (baseline
   general BPE), ``kl3m_domain_bpe`` and ``kl3m_char_bpe`` (P55 KL3M).
+- LM variants (``kind="lm_variant"``, :mod:`tokenworks.text.lm_variant`): how a causal LM holds
+  its tokens -- ``standard_lm`` (baseline), ``lexinvariant`` (P28), ``metadata_prefix`` (P47),
+  ``caft`` (P69); their trained checkpoints come from :mod:`tokenworks.text.variant_lm`.
 - Metrics for any tokenizer on any corpus: bytes per token, fertility, vocabulary use,
   boundary stability under OCR-like noise (``tokenworks.text.metrics``).
 """
@@ -9,6 +12,10 @@
 from tokenworks.text.byte_bpe import ByteBPE
 from tokenworks.text.corpus import check_texts, read_text_folder
 from tokenworks.text.dynamic_bpe import DynamicBPE
+from tokenworks.text.lexinvariant import Lexinvariant, random_tables
+from tokenworks.text.metadata_prefix import MetadataPrefix
+from tokenworks.text.caft import CAFT, CAFTModel
+from tokenworks.text.lm_variant import LMVariant, StandardLM, next_token_loss, per_position_nll, train_variant
 from tokenworks.text.kl3m_char import KL3MCharBPE
 from tokenworks.text.kl3m_domain import KL3MDomainBPE, kl3m_custom_tokens, legal_fixed_tokens
 from tokenworks.text.metrics import (
@@ -33,6 +40,16 @@ from tokenworks.text.vocab import token_bytes
 from tokenworks.text.zett import HypernetTrainConfig, ZeTT, reference_hypernet, train_hypernet
 
 __all__ = [
+    "CAFT",
+    "CAFTModel",
+    "LMVariant",
+    "MetadataPrefix",
+    "Lexinvariant",
+    "StandardLM",
+    "next_token_loss",
+    "per_position_nll",
+    "random_tables",
+    "train_variant",
     "ByteBPE",
     "DynamicBPE",
     "EmbeddingTransfer",

@@ -1,0 +1,418 @@
+"""Suite `lm-tokens`: how a language model holds its tokens (P28 lexinvariant LMs, P47
+metadata conditioning on PCFGs, P69 CAFT). Every model is a committed checkpoint trained here
+(``assets/lm-tokens/<preset>``, 3 seeds per arm; ``tokenworks train lm-variant --preset NAME``),
+and every arm has its control in the same run, trained by the same recipe with one change.
+
+(a) P28: a 4-layer d=64 Llama with per-sequence random Gaussian embeddings vs the same Llama
+    with a learned table (same steps, data, seeds): held-out prose perplexity by context
+    position (buckets of positions in 256-token windows). Claim: the lexinvariant LM's gap to
+    the standard LM shrinks as the context grows (judged per seed: gap in the last bucket vs
+    the first, against the seed spread). Also both on a substitution cipher of the same
+    windows (a random vocabulary permutation per window): the standard LM breaks, the
+    lexinvariant LM's perplexity is unchanged in distribution.
+(b) P47: 3-layer Llamas on PCFG documents with 4 latent rule sets, trained with and without a
+    one-token metadata prefix naming the rule set; evaluated WITHOUT metadata (the downstream
+    setting): next-token loss by prompt length, and a linear probe of the rule set from the
+    hidden state at that length. Claim: metadata helps only past a context length (hurts or
+    ties below it). The metadata model with its metadata given is shown as the oracle.
+(c) P69: the reference LM fine-tuned on the legal corpus with CAFT (4 auxiliary heads, the
+    official defaults) vs plain next-token fine-tuning (same steps, data, seeds) and the
+    untouched reference LM, and an ablation with the auxiliary coefficient 1.0 (``caft1``, 100x
+    the official default): perplexity of multi-token legal concepts (tokens 2..m of a phrase
+    from a fixed list, given the context and its first token), their exact greedy generation,
+    and overall held-out legal perplexity.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+import tokenworks as tw
+from bench.verdict import judge
+
+NAME = "lm-tokens"
+DESCRIPTION = """LM token variants, each with its control trained here by the same recipe (3 seeds): (a) P28 lexinvariant LM vs standard LM,
+perplexity by context position and on a substitution cipher; (b) P47 PCFG pre-training with vs without a metadata prefix,
+loss and rule-set probe by prompt length; (c) P69 CAFT vs plain fine-tuning of the reference LM on legal text, concept-span
+perplexity and exact generation."""
+
+SEEDS = (0, 1, 2)
+P28_BUCKETS = ((0, 8), (8, 32), (32, 64), (64, 128), (128, 256))
+P47_LENGTHS = (1, 2, 4, 8, 16, 32, 64, 127)
+CONCEPTS = (
+    "GNU General Public License", "GNU Lesser General Public License", "Free Software Foundation", "Apache License",
+    "Creative Commons", "WITHOUT WARRANTY OF ANY KIND", "WITHOUT ANY WARRANTY", "MERCHANTABILITY",
+    "FITNESS FOR A PARTICULAR PURPOSE", "IN NO EVENT SHALL", "BUT NOT LIMITED TO", "copyright holders",
+    "Redistributions of source code", "Redistributions in binary form", "the above copyright notice",
+    "this permission notice", "derivative works", "intellectual property", "royalty-free", "non-exclusive",
+    "sublicense", "limitation of liability", "PROCUREMENT OF SUBSTITUTE GOODS OR SERVICES", "Original Code",
+    "Covered Code", "source code", "without restriction", "OTHER LIABILITY",
+)  # fmt: skip
+
+
+def _sizes(quick: bool) -> dict[str, int]:
+    return dict(p28_windows=16 if quick else 64, p47_docs=96 if quick else 384, p69_windows=16 if quick else 64,
+                p69_per_concept=4 if quick else 16)  # fmt: skip
+
+
+def _row(section: str, method: str, paper, params: dict, metrics: dict, budget: dict | None = None) -> dict:
+    return {"family": "TXT", "method": method, "paper": paper, "params": {"section": section, **params}, "budget": budget or {},
+            "metrics": {k: (round(v, 6) if isinstance(v, float) else v) for k, v in metrics.items()}}  # fmt: skip
+
+
+def _load(name: str, ctx):
+    from tokenworks.text.variant_lm import variant_lm
+
+    try:
+        return variant_lm(name, device=ctx.device)
+    except FileNotFoundError:
+        ctx.log(f"lm-tokens: skipping {name}: not trained (`tokenworks train lm-variant --preset {name}`)")
+        return None
+
+
+def _verdict(method_ys: list[float], control_ys: list[float], *, higher_is_better: bool) -> tuple[str, float, float]:
+    """Method vs control at one point, per seed (bench.verdict.judge with one control point)."""
+    v = judge((0.0, method_ys), [(0.0, control_ys)], higher_is_better=higher_is_better)
+    return v.verdict, v.gap, v.spread
+
+
+def _paired(method_ys: list[float], control_ys: list[float], *, higher_is_better: bool) -> dict[str, float]:
+    """Per-seed gains (method minus its same-seed control, signed so > 0 favours the method):
+    the arms of one seed share the initialisation and the data order."""
+    g = [(m - c) * (1 if higher_is_better else -1) for m, c in zip(method_ys, control_ys)]
+    return {"paired_gain_min": min(g), "paired_gain_max": max(g)}
+
+
+# ---------------------------------------------------------------------------------- P28
+def _p28(ctx, S) -> list[dict]:
+    from tokenworks.data import load_prose
+    from tokenworks.models.lm import token_stream
+    from tokenworks.text import per_position_nll
+
+    rows, by = [], {}
+    g = torch.Generator().manual_seed(ctx.seed)
+    windows = None
+    for arm, variant in (("lexinvariant", "lexinvariant"), ("standard", "standard_lm")):
+        for s in SEEDS:
+            got = _load(f"p28-{arm}-s{s}", ctx)
+            if got is None:
+                continue
+            lm, tok, info = got
+            if windows is None:
+                stream = token_stream(load_prose("test").documents, tok)
+                starts = torch.randint(0, stream.numel() - 258, (S["p28_windows"],), generator=g)
+                windows = torch.stack([stream[i : i + 257] for i in starts.tolist()])  # (N, 257)
+                perms = torch.stack([torch.randperm(len(tok), generator=g) for _ in range(len(windows))])  # (N, V)
+                ciphered = torch.gather(perms, 1, windows)
+                seeds = torch.arange(len(windows)) + 10_000 * (ctx.seed + 1)
+                seen = torch.zeros(len(windows), 256, dtype=torch.bool)  # target already in its window's context
+                for b, w in enumerate(windows.tolist()):
+                    earlier = {w[0]}
+                    for t in range(256):
+                        seen[b, t] = w[t + 1] in earlier
+                        earlier.add(w[t + 1])
+            v = tw.create(variant)
+            t0 = time.perf_counter()
+            nll = per_position_nll(v, lm, windows.to(ctx.device), seeds=seeds).cpu()  # (N, 256)
+            secs = time.perf_counter() - t0
+            nll_c = per_position_nll(v, lm, ciphered.to(ctx.device), seeds=seeds).cpu()
+            by[(arm, s)] = nll
+            by[(arm + "-cipher", s)] = float(nll_c.mean() - nll.mean())  # nats the cipher costs
+            for lo, hi in P28_BUCKETS:
+                rows.append(_row("p28", variant, "P28" if arm == "lexinvariant" else None, {"positions": f"{lo}-{hi}", "seed": s},
+                                 {"ppl": math.exp(nll[:, lo:hi].mean()), "nll": float(nll[:, lo:hi].mean()), "position_mid": (lo + hi) / 2}))  # fmt: skip
+            rows.append(_row("p28", variant, "P28" if arm == "lexinvariant" else None, {"positions": "all", "seed": s},
+                             {"ppl": math.exp(nll.mean()), "ppl_cipher": math.exp(nll_c.mean()), "ms_per_window": 1000 * secs / len(windows),
+                              "nll_repeated_tokens": float(nll[seen].mean()), "nll_first_occurrences": float(nll[~seen].mean()),
+                              "nll_uniform": math.log(len(tok)),
+                              "train_seconds": info.get("train_seconds", float("nan")), "train_loss": info.get("train_loss", float("nan"))},
+                             {"steps": len(info.get("history", [])), "params": sum(p.numel() for p in lm.parameters())}))  # fmt: skip
+    seeds_both = [s for s in SEEDS if ("lexinvariant", s) in by and ("standard", s) in by]
+    if seeds_both:
+        (lo0, hi0), (lo1, hi1) = P28_BUCKETS[0], P28_BUCKETS[-1]
+        first = [float(by["lexinvariant", s][:, lo0:hi0].mean() - by["standard", s][:, lo0:hi0].mean()) for s in seeds_both]
+        last = [float(by["lexinvariant", s][:, lo1:hi1].mean() - by["standard", s][:, lo1:hi1].mean()) for s in seeds_both]
+        verdict, gap, spread = _verdict(last, first, higher_is_better=False)
+        rows.append(_row("p28", "lexinvariant", "P28", {"claim": "gap to the standard LM shrinks with context"},
+                         {"gap_nats_first_bucket": sum(first) / len(first), "gap_nats_last_bucket": sum(last) / len(last),
+                          "ppl_ratio_last_bucket": math.exp(sum(last) / len(last)), "shrink_nats": gap, "seed_spread": spread,
+                          "seeds": len(seeds_both), "verdict": verdict}))  # fmt: skip
+        lex_c = [by["lexinvariant-cipher", s] for s in seeds_both]
+        std_c = [by["standard-cipher", s] for s in seeds_both]
+        verdict, gap, spread = _verdict(lex_c, std_c, higher_is_better=False)
+        rows.append(_row("p28", "lexinvariant", "P28", {"claim": "a substitution cipher costs the lexinvariant LM less than the standard LM"},
+                         {"cipher_cost_nats_lexinvariant": sum(lex_c) / len(lex_c), "cipher_cost_nats_standard": sum(std_c) / len(std_c),
+                          "gap": gap, "seed_spread": spread, "seeds": len(seeds_both), "verdict": verdict}))  # fmt: skip
+    return rows
+
+
+# ---------------------------------------------------------------------------------- P47
+def _fit_probe(x: torch.Tensor, y: torch.Tensor, n_classes: int, seed: int) -> torch.nn.Linear:
+    """Multinomial logistic regression (L-BFGS, small L2) on standardized features."""
+    torch.manual_seed(seed)
+    lin = torch.nn.Linear(x.shape[1], n_classes)
+    opt = torch.optim.LBFGS(lin.parameters(), max_iter=100, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = F.cross_entropy(lin(x), y) + 1e-3 * lin.weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return lin
+
+
+@torch.no_grad()
+def _p47(ctx, S) -> list[dict]:
+    from tokenworks.data import PCFGFamily
+    from tokenworks.text.variant_lm import preset
+
+    fam = PCFGFamily(**preset("p47-plain-s0").pcfg)
+    g = torch.Generator().manual_seed(12_345 + ctx.seed)  # held-out documents (training draws from other seeds)
+    docs, ks = fam.batch(S["p47_docs"], 128, g)  # (N, 128)
+    half = len(docs) // 2
+    rows, by = [], {}
+    for arm, variant in (("metadata", "metadata_prefix"), ("plain", "standard_lm")):
+        for s in SEEDS:
+            got = _load(f"p47-{arm}-s{s}", ctx)
+            if got is None:
+                continue
+            lm, _, info = got
+            out = lm(input_ids=docs.to(ctx.device), output_hidden_states=True)
+            nll = F.cross_entropy(out.logits[:, :-1].flatten(0, 1).float(), docs[:, 1:].flatten().to(ctx.device), reduction="none").view(len(docs), -1).cpu()
+            hid = out.hidden_states[-1].cpu()  # (N, 128, D)
+            by[(arm, s)] = nll
+            paper = "P47" if arm == "metadata" else None
+            for L in P47_LENGTHS:  # prompt length L: the loss of the next token, the probe at the L-th state
+                loss = float(nll[:, L - 1 : min(127, 2 * L)].mean())  # targets L .. 2L-1 (prompt length L..2L-1)
+                x = hid[:, L - 1]
+                mu, sd = x[:half].mean(0), x[:half].std(0) + 1e-6
+                with torch.enable_grad():
+                    probe = _fit_probe((x[:half] - mu) / sd, ks[:half], fam.n_rule_sets, ctx.seed)
+                acc = float((probe((x[half:] - mu) / sd).argmax(-1) == ks[half:]).float().mean())
+                rows.append(_row("p47", variant, paper, {"prompt_len": L, "seed": s, "metadata_at_test": False},
+                                 {"loss": loss, "probe_accuracy": acc}))  # fmt: skip
+            if arm == "metadata":  # the oracle: metadata given at test time
+                meta = torch.tensor([[fam.meta_token(int(k))] for k in ks])
+                rows_m = torch.cat([meta, docs], 1).to(ctx.device)
+                lg = lm(input_ids=rows_m).logits[:, :-1].float()
+                nll_m = F.cross_entropy(lg.flatten(0, 1), rows_m[:, 1:].flatten(), reduction="none").view(len(docs), -1).cpu()[:, 1:]  # doc targets 1..127
+                for L in P47_LENGTHS:
+                    rows.append(_row("p47", variant, paper, {"prompt_len": L, "seed": s, "metadata_at_test": True},
+                                     {"loss": float(nll_m[:, L - 1 : min(127, 2 * L)].mean())}))  # fmt: skip
+            rows.append(_row("p47", variant, paper, {"prompt_len": "all", "seed": s, "metadata_at_test": False},
+                             {"loss": float(nll.mean()), "train_seconds": info.get("train_seconds", float("nan")), "train_loss": info.get("train_loss", float("nan"))},
+                             {"steps": len(info.get("history", []))}))  # fmt: skip
+    seeds_both = [s for s in SEEDS if ("metadata", s) in by and ("plain", s) in by]
+    if seeds_both:
+        # the paper's two effects: metadata training HURTS where the prompt cannot reveal the
+        # latent rule set (short prompts) and HELPS once it can (long prompts)
+        for name, (lo, hi), hurts in (("short", (0, 4), True), ("long", (63, 127), False)):
+            m = [float(by["metadata", s][:, lo:hi].mean()) for s in seeds_both]
+            c = [float(by["plain", s][:, lo:hi].mean()) for s in seeds_both]
+            verdict, gap, spread = _verdict(m, c, higher_is_better=hurts)
+            claim = f"metadata training {'raises' if hurts else 'lowers'} the loss at {name} prompts (context {lo + 1}-{hi}, no metadata at test)"
+            rows.append(_row("p47", "metadata_prefix", "P47", {"claim": claim},
+                             {"loss_metadata": sum(m) / len(m), "loss_plain": sum(c) / len(c), "effect_in_claimed_direction_nats": gap,
+                              "seed_spread": spread, **_paired(m, c, higher_is_better=hurts), "seeds": len(seeds_both), "verdict": verdict}))  # fmt: skip
+    return rows
+
+
+# ---------------------------------------------------------------------------------- P69
+def _concept_occurrences(tok, docs, per_concept: int, ctx_len: int = 96) -> list[tuple[str, list[int], list[int]]]:
+    """(concept, context ids ending with the concept's first token, the concept's other tokens)."""
+    out = []
+    for concept in CONCEPTS:
+        found = 0
+        for d in docs:
+            if found >= per_concept:
+                break
+            for m in re.finditer(re.escape(concept), d):
+                if found >= per_concept or m.start() < 200:
+                    continue
+                enc = tok(d[max(0, m.start() - 1500) : m.end()], add_special_tokens=False, return_offsets_mapping=True)
+                base = max(0, m.start() - 1500)
+                s, e = m.start() - base, m.end() - base
+                span = [i for i, (a, b) in enumerate(enc["offset_mapping"]) if b > s and a < e]
+                if len(span) < 2 or enc["offset_mapping"][span[-1]][1] != e:
+                    continue  # the concept must end on a token boundary
+                ids = enc["input_ids"]
+                first, rest = span[0], [ids[i] for i in span[1:]]
+                context = ids[max(0, first + 1 - ctx_len) : first + 1]
+                out.append((concept, context, rest))
+                found += 1
+                break  # one occurrence per document
+    return out
+
+
+@torch.no_grad()
+def _concept_scores(lm, occ, device) -> dict[str, float]:
+    nll_sum, n_tok, exact = 0.0, 0, 0
+    for _, context, rest in occ:
+        ids = torch.tensor([context + rest], device=device)
+        logits = lm(input_ids=ids).logits[0].float()
+        c = len(context)
+        nll_sum += float(F.cross_entropy(logits[c - 1 : c - 1 + len(rest)], ids[0, c:], reduction="sum"))
+        n_tok += len(rest)
+        gen = lm.generate(torch.tensor([context], device=device), attention_mask=torch.ones(1, len(context), dtype=torch.long, device=device),
+                          max_new_tokens=len(rest), do_sample=False, pad_token_id=0)[0, c:].tolist()  # fmt: skip
+        exact += int(gen == rest)
+    return {"concept_ppl": math.exp(nll_sum / max(1, n_tok)), "concept_exact": exact / max(1, len(occ)), "concepts": len(occ), "concept_tokens": n_tok}
+
+
+def _p69(ctx, S) -> list[dict]:
+    from tokenworks.data import load_legal
+    from tokenworks.models import evaluate_lm, reference_lm
+
+    docs = list(load_legal("test").documents)
+    rows, by = [], {}
+    occ = None
+    arms = [("reference", None)] + [(f"{arm}-s{s}", s) for arm in ("caft", "caft1", "plain") for s in SEEDS]
+    for name, s in arms:
+        if name == "reference":
+            lm, tok = reference_lm(device=ctx.device, train_if_missing=False)
+            info = {}
+        else:
+            got = _load(f"p69-{name}", ctx)
+            if got is None:
+                continue
+            lm, tok, info = got
+        if occ is None:
+            occ = _concept_occurrences(tok, docs, S["p69_per_concept"])
+        m = _concept_scores(lm, occ, ctx.device)
+        m["ppl"] = evaluate_lm(lm, tok, docs, seq_len=128, max_windows=S["p69_windows"])["ppl"]
+        arm = name.split("-")[0]
+        method = {"caft": "caft", "caft1": "caft", "plain": "standard_lm", "reference": "reference_lm"}[arm]
+        by[(arm, s)] = m
+        extra = {"heads_coefficient": 1.0} if arm == "caft1" else {}
+        rows.append(_row("p69", method, "P69" if arm.startswith("caft") else None, {"arm": arm, "seed": s, **extra}, {**m, "train_seconds": info.get("train_seconds", float("nan"))},
+                         {"steps": len(info.get("history", []))}))  # fmt: skip
+    for arm, label in (("caft", "CAFT (official coefficient 0.01)"), ("caft1", "CAFT with coefficient 1.0")):
+        seeds_both = [s for s in SEEDS if (arm, s) in by and ("plain", s) in by]
+        if not seeds_both:
+            continue
+        for metric, hib in (("concept_ppl", False), ("concept_exact", True), ("ppl", False)):
+            m = [by[arm, s][metric] for s in seeds_both]
+            c = [by["plain", s][metric] for s in seeds_both]
+            verdict, gap, spread = _verdict(m, c, higher_is_better=hib)
+            rows.append(_row("p69", "caft", "P69", {"claim": f"{label} improves {metric} over plain fine-tuning"},
+                             {"caft": sum(m) / len(m), "plain": sum(c) / len(c), "gain": gap, "seed_spread": spread, **_paired(m, c, higher_is_better=hib),
+                              "seeds": len(seeds_both), "verdict": verdict}))  # fmt: skip
+    return rows
+
+
+def run(ctx) -> list[dict]:
+    torch.manual_seed(ctx.seed)
+    S = _sizes(ctx.quick)
+    rows = []
+    for part in ctx.track((_p28, _p47, _p69), "lm-tokens sections"):
+        t0 = time.perf_counter()
+        got = part(ctx, S)
+        ctx.log(f"lm-tokens {part.__name__[1:]}: {len(got)} rows in {time.perf_counter() - t0:.0f} s")
+        rows += got
+    return rows
+
+
+# ---------------------------------------------------------------------------------- report
+def _claims(rows):
+    return [r for r in rows if "claim" in r["params"]]
+
+
+def summary(rows: list[dict]) -> str:
+    lines = ["| section | claim | numbers | verdict |", "|---|---|---|---|"]
+    for r in _claims(rows):
+        m = r["metrics"]
+        nums = ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in m.items() if k != "verdict")
+        lines.append(f"| {r['params']['section']} | {r['params']['claim']} | {nums} | {m['verdict']} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
+def headline(method: str, rows: list[dict]) -> str | None:
+    c = [r for r in _claims(rows) if r["method"] == method]
+    if not c:
+        return None
+    m = c[-1]["metrics"]
+    return f"{c[-1]['params']['claim']}: {m['verdict']}"
+
+
+def _mean_by(rows, key_fn, metric):
+    acc: dict[Any, list[float]] = {}
+    for r in rows:
+        if metric in r["metrics"]:
+            acc.setdefault(key_fn(r), []).append(r["metrics"][metric])
+    return {k: (sum(v) / len(v), min(v), max(v)) for k, v in acc.items()}
+
+
+def _err(d, xs):
+    """Asymmetric error bars (mean to min, mean to max), never negative (rounding)."""
+    return [[max(0.0, d[x][0] - d[x][1]) for x in xs], [max(0.0, d[x][2] - d[x][0]) for x in xs]]
+
+
+def plots(rows: list[dict], out_dir) -> list[tuple[str, str]]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    made = []
+    p28 = [r for r in rows if r["params"].get("section") == "p28" and "position_mid" in r["metrics"]]
+    if p28:
+        fig, ax = plt.subplots(figsize=(6, 3.8))
+        for method in ("lexinvariant", "standard_lm"):
+            d = _mean_by([r for r in p28 if r["method"] == method], lambda r: r["metrics"]["position_mid"], "ppl")
+            xs = sorted(d)
+            ax.errorbar(xs, [d[x][0] for x in xs], yerr=_err(d, xs), marker="o", capsize=3, label=method)
+        uniform = [r["metrics"]["nll_uniform"] for r in rows if r["params"].get("section") == "p28" and "nll_uniform" in r["metrics"]]
+        if uniform:
+            ax.axhline(math.exp(uniform[0]), color="grey", ls=":", lw=1, label="uniform over the vocabulary")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("context position (bucket middle, tokens)")
+        ax.set_ylabel("held-out prose perplexity (mean, seed range)")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out_dir / "lm_tokens_p28_ppl_vs_position.png", dpi=100)
+        plt.close(fig)
+        made.append(("P28 lexinvariant LM vs standard LM (same size, steps, data): perplexity by context position, 3 seeds", "lm_tokens_p28_ppl_vs_position.png"))
+    p47 = [r for r in rows if r["params"].get("section") == "p47" and isinstance(r["params"].get("prompt_len"), int)]
+    if p47:
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+        for (method, meta), label in ((("metadata_prefix", False), "trained with metadata"), (("standard_lm", False), "trained without"),
+                                      (("metadata_prefix", True), "with metadata, given at test (oracle)")):  # fmt: skip
+            sel = [r for r in p47 if r["method"] == method and r["params"]["metadata_at_test"] == meta]
+            for ax, metric in zip(axes, ("loss", "probe_accuracy")):
+                d = _mean_by(sel, lambda r: r["params"]["prompt_len"], metric)
+                if d:
+                    xs = sorted(d)
+                    ax.errorbar(xs, [d[x][0] for x in xs], yerr=_err(d, xs), marker="o", capsize=3, label=label)
+        axes[0].set_ylabel("next-token loss (nats), no metadata at test")
+        axes[1].set_ylabel("rule-set probe accuracy (4 classes)")
+        for ax in axes:
+            ax.set_xscale("log", base=2)
+            ax.set_xlabel("prompt length (tokens)")
+        axes[0].legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out_dir / "lm_tokens_p47_loss_vs_prompt.png", dpi=100)
+        plt.close(fig)
+        made.append(("P47 metadata conditioning on PCFGs: loss and rule-set probe vs prompt length, trained with vs without metadata (3 seeds)", "lm_tokens_p47_loss_vs_prompt.png"))
+    p69 = [r for r in rows if r["params"].get("section") == "p69" and "arm" in r["params"]]
+    if p69:
+        fig, axes = plt.subplots(1, 3, figsize=(11, 3.4))
+        arms = ("reference", "plain", "caft", "caft1")
+        for ax, metric, label in zip(axes, ("concept_ppl", "concept_exact", "ppl"), ("concept-span perplexity", "concept exact generation", "held-out legal perplexity")):
+            d = _mean_by(p69, lambda r: r["params"]["arm"], metric)
+            xs = [a for a in arms if a in d]
+            ax.bar(xs, [d[a][0] for a in xs], yerr=_err(d, xs), capsize=4, color=[{"reference": "grey", "plain": "C0", "caft": "C1", "caft1": "C2"}[a] for a in xs])
+            ax.set_title(label, fontsize=9)
+        fig.tight_layout()
+        fig.savefig(out_dir / "lm_tokens_p69_concepts.png", dpi=100)
+        plt.close(fig)
+        made.append(("P69 CAFT vs plain fine-tuning of the reference LM on legal text (and the untouched LM): concept spans and overall perplexity (3 seeds)", "lm_tokens_p69_concepts.png"))
+    return made
