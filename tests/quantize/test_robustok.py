@@ -112,3 +112,15 @@ def test_perturb_rejects_bad_arguments():
         q.perturb(idx, 0.5, delta=33)
     with pytest.raises(ValueError, match="latents must have shape"):
         q.perturb(idx, 0.5, latents=torch.randn(2, 4, 8))
+
+
+def test_default_delta_is_the_papers_share_of_the_codebook():
+    """RobusTok perturbs among the 100 nearest of 4096 codes: about 2.4% of the codebook, at
+    least the true code and one neighbour. A fixed 8 would be half of a 4-bit codebook."""
+    expect = {16: 2, 64: 2, 256: 6, 1024: 25, 4096: 100}  # round(K * 100 / 4096), at least 2
+    for k, d in expect.items():
+        q = tw.create("robustok", dim=4, codebook_size=k)
+        assert q.delta is None and q.neighbours == d and q.current_delta() == d
+    assert tw.create("robustok", dim=4, codebook_size=16, delta=5).neighbours == 5
+    with pytest.raises(ValueError, match="delta"):
+        tw.create("robustok", dim=4, codebook_size=16, delta=17)

@@ -92,3 +92,19 @@ def test_kmeans_finds_separated_clusters_and_rejects_bad_input():
         kmeans(x, 151)
     with pytest.raises(ValueError, match="samples must have 2 dimensions"):
         kmeans(x[None], 3)
+
+
+@pytest.mark.parametrize(("name", "straight_through"), [("vq_kmeans", True), ("vq", False)])
+def test_gradient_estimator_straight_through_for_vq_kmeans(name, straight_through):
+    """vq_kmeans passes the decoder's gradient to the token unchanged (VQ-VAE / Jukebox); the
+    library's rotation trick (kept by ``vq``) rotates and rescales it by ||code|| / ||token||.
+    Reference: for L = <w, q(x)> the straight-through gradient dL/dx is exactly w."""
+    torch.manual_seed(0)
+    q = tw.create(name, dim=6, codebook_size=8, commitment_weight=0.0)
+    q.train()
+    q(torch.randn(4, 10, 6))  # k-means init
+    x = (3 * torch.randn(2, 5, 6)).requires_grad_(True)
+    w = torch.randn(2, 5, 6)
+    out, _, _ = q(x)
+    (out * w).sum().backward()
+    assert torch.allclose(x.grad, w, atol=1e-5) is straight_through
