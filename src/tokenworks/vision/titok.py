@@ -24,7 +24,8 @@ Deviations from the paper:
   normalizes the input sequence, as in the official code;
 - optional encoder linear path (``encoder_linear_rank`` > 0; not in the paper): each latent
   token also gets a learned rank-r linear function of all pixels (see
-  :mod:`tokenworks.vision.vit`); the benchmark's TiTok-32/49 use rank 4;
+  :mod:`tokenworks.vision.vit`); in the benchmark TiTok-32/49, FlexTok-32 and GigaTok-16
+  use rank 4 (the other TiTok-encoder presets await retraining; see the suite's docstring);
 - learning rate 2e-3 with 100 warm-up steps and cosine decay to 2e-4 over 1,200 steps, batch
   64 (official: 1e-4 for many more steps at a much larger batch).
 """

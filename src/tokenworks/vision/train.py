@@ -175,12 +175,13 @@ def evaluate_tokenizer(tok: ImageTokenizer, data: ImageSet, *, batch_size: int =
 
 @torch.no_grad()
 def perturbed_fd_local(tok: ImageTokenizer, data: ImageSet, *, rate: float = 0.1, seed: int = 0, ids: torch.Tensor | None = None,
-                       batch_size: int = 500, device: str = "cpu") -> float:  # fmt: skip
+                       delta: int | None = None, batch_size: int = 500, device: str = "cpu") -> float:  # fmt: skip
     """P21's perturbed-decode metric: ``fd_local`` between ``data`` and images decoded from its
     tokens after each token, with probability ``rate``, was swapped for one of the codes
     nearest to its *encoder output* (the quantizer's ``perturb(..., latents=...)``, e.g. the
-    ``robustok`` quantizer's; the true code is among the candidates). ``ids`` is accepted for
-    compatibility and checked against the ids encoded here."""
+    ``robustok`` quantizer's; the true code is among the candidates), ``delta`` of them (default:
+    the quantizer's own neighbourhood; give the same ``delta`` to a method and its control).
+    ``ids`` is accepted for compatibility and checked against the ids encoded here."""
     import inspect
 
     check_float("rate", rate, min=0.0, max=1.0)
@@ -197,6 +198,7 @@ def perturbed_fd_local(tok: ImageTokenizer, data: ImageSet, *, rate: float = 0.1
         if ids is not None and not torch.equal(idx.cpu(), ids[start : start + xb.shape[0]].cpu()):
             raise ValueError("ids must be the tokenizer's ids of data (encode_dataset(tok, data))")
         start += xb.shape[0]
-        noisy = tok.quant.perturb(idx, rate, latents=latents, generator=g) if with_latents else tok.quant.perturb(idx, rate, generator=g)
+        kw = {} if delta is None else {"delta": delta}
+        noisy = tok.quant.perturb(idx, rate, latents=latents, generator=g, **kw) if with_latents else tok.quant.perturb(idx, rate, generator=g, **kw)
         recon.append(tok.decode(noisy, caps).cpu())
     return _fd_local(data.float(), torch.cat(recon), data.name)
