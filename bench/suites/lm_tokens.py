@@ -21,6 +21,25 @@ and every arm has its control in the same run, trained by the same recipe with o
     the official default): perplexity of multi-token legal concepts (tokens 2..m of a phrase
     from a fixed list, given the context and its first token), their exact greedy generation,
     and overall held-out legal perplexity.
+(d) P61: a masked diffusion LM adapted here from the reference LM (``assets/lm-tokens/p61-mdlm``,
+    ``tokenworks train diffusion-lm``) continues held-out prose prompts (96 tokens -> 32, blocks
+    of 8, greedy, one token per step unless said). Arms in one run on the same prompts: the
+    uncached confidence sampler (LLaDA), MDLM's random order, dKV-Cache-Decode, FreeCache
+    (refresh at block starts; and every 4 steps), FreeCache with refresh every step (must equal
+    the uncached sampler), FreeCache + guided unmasking by the reference AR LM, confidence
+    unmasking with 2 tokens per step (the fewer-steps heuristic), and the AR LM's own greedy
+    decoding with its KV cache. Metrics per sequence: DLM forwards (NFE), positions recomputed,
+    guide forwards, wall time (CPU; ratios to the uncached sampler in this run), perplexity of
+    the answers under the stronger 8-layer LM (``decode/large-lm``), distinct bigrams (a
+    repetition check: greedy answers of small LMs loop, which lowers perplexity), and exact
+    agreement with the uncached sampler. Spread: three disjoint prompt groups.
+(e) P42: Contextual Memory Reweaving on the KV suite's frozen task model (``assets/kv/task-model``):
+    hidden states of layers 1, 3, 4 re-woven into layer 5's input by a small trained attention
+    (``assets/lm-tokens/p42-*``, 3 seeds; ``tokenworks train reweaving``) vs the same block
+    reading only layer 4 (width doubled: equal parameters, same recipe) and the untouched model.
+    Record retrieval (the KV suite's task (a)): exact recall of the 2-token value by distance
+    between the record and the query, first-token recall of rare vs common values (value token
+    counts in held-out prose, split at the median over the value words), and the overhead per token (wall-time ratio, parameters).
 """
 
 from __future__ import annotations
@@ -40,7 +59,8 @@ NAME = "lm-tokens"
 DESCRIPTION = """LM token variants, each with its control trained here by the same recipe (3 seeds): (a) P28 lexinvariant LM vs standard LM,
 perplexity by context position and on a substitution cipher; (b) P47 PCFG pre-training with vs without a metadata prefix,
 loss and rule-set probe by prompt length; (c) P69 CAFT vs plain fine-tuning of the reference LM on legal text, concept-span
-perplexity and exact generation."""
+perplexity and exact generation; (e) P42 memory reweaving vs a same-layer control, recall by distance, rare values, overhead; (d) P61 FreeCache and guided unmasking of a masked diffusion LM vs no cache, dKV-Cache,
+confidence and random unmasking: forwards, positions and wall time per sequence, answer perplexity, agreement."""
 
 SEEDS = (0, 1, 2)
 P28_BUCKETS = ((0, 8), (8, 32), (32, 64), (64, 128), (128, 256))
@@ -58,7 +78,8 @@ CONCEPTS = (
 
 def _sizes(quick: bool) -> dict[str, int]:
     return dict(p28_windows=16 if quick else 64, p47_docs=96 if quick else 384, p69_windows=16 if quick else 64,
-                p69_per_concept=4 if quick else 16)  # fmt: skip
+                p69_per_concept=4 if quick else 16, p61_prompts=6 if quick else 24,
+                p42_rows=12 if quick else 48, p42_contexts=(512, 2048) if quick else (512, 1024, 2048, 3072))  # fmt: skip
 
 
 def _row(section: str, method: str, paper, params: dict, metrics: dict, budget: dict | None = None) -> dict:
@@ -308,11 +329,211 @@ def _p69(ctx, S) -> list[dict]:
     return rows
 
 
+# ---------------------------------------------------------------------------------- P61
+P61_PROMPT, P61_GEN, P61_BLOCK = 96, 32, 8
+P61_ARMS = (  # (label, method, options, guided)
+    ("uncached", "confidence_unmasking", {}, False),
+    ("random-order", "mdlm_sampler", {}, False),
+    ("dkv-cache", "dkv_cache", {}, False),
+    ("freecache", "freecache", {}, False),
+    ("freecache-refresh4", "freecache", {"refresh": 4}, False),
+    ("freecache-refresh1", "freecache", {"refresh": 1}, False),
+    ("guided-freecache", "guided_diffusion", {}, True),
+    ("uncached-2-per-step", "confidence_unmasking", {"tokens_per_step": 2}, False),
+)
+
+
+def _distinct2(tokens: torch.Tensor) -> float:
+    pairs = [tuple(r[i : i + 2]) for r in tokens.tolist() for i in range(len(r) - 1)]
+    per_row = len(tokens[0]) - 1
+    return sum(len(set(pairs[i : i + per_row])) for i in range(0, len(pairs), per_row)) / max(1, len(pairs))
+
+
+@torch.no_grad()
+def _p61(ctx, S) -> list[dict]:
+    from tokenworks.data import load_prose
+    from tokenworks.decode.large_lm import large_lm
+    from tokenworks.models import reference_lm
+    from tokenworks.models.lm import token_stream
+    from tokenworks.text.diffusion_lm import diffusion_lm
+
+    try:
+        dlm, info = diffusion_lm(device=ctx.device)
+        judge_lm, _ = large_lm(device=ctx.device, train_if_missing=False)
+    except FileNotFoundError as e:
+        ctx.log(f"lm-tokens: skipping P61: {e}")
+        return []
+    guide, tok = reference_lm(device=ctx.device, train_if_missing=False)
+    stream = token_stream(load_prose("test").documents, tok)
+    g = torch.Generator().manual_seed(61_000 + ctx.seed)
+    n = S["p61_prompts"]
+    starts = torch.randint(0, stream.numel() - P61_PROMPT - P61_GEN, (n,), generator=g)
+    prompts = torch.stack([stream[i : i + P61_PROMPT] for i in starts.tolist()]).to(ctx.device)
+    groups = [list(range(k, n, 3)) for k in range(3)]
+
+    def judge_nll(ans: torch.Tensor) -> torch.Tensor:  # (n,) mean NLL of each answer under the large LM
+        ids = torch.cat([prompts, ans.to(ctx.device)], 1)
+        lg = judge_lm(input_ids=ids).logits[:, P61_PROMPT - 1 : -1].float()
+        return F.cross_entropy(lg.flatten(0, 1), ids[:, P61_PROMPT:].flatten(), reduction="none").view(n, -1).mean(1).cpu()
+
+    # warm-up (first calls allocate)
+    tw.create("freecache", gen_len=P61_GEN, block=P61_BLOCK).generate(dlm, prompts[:1], seed=ctx.seed)
+    res = {}
+    for label, method, opts, guided in P61_ARMS:
+        s = tw.create(method, gen_len=P61_GEN, block=P61_BLOCK, **opts)
+        out = s.generate(dlm, prompts, seed=ctx.seed, guide=guide if guided else None)
+        res[label] = (out.tokens, out.per_sequence, method, opts)
+    ar_tokens, ar_secs = [], []
+    for r in range(n):  # the guide alone: greedy decoding with its KV cache
+        t0 = time.perf_counter()
+        o = guide.generate(prompts[r : r + 1], attention_mask=torch.ones_like(prompts[r : r + 1]), max_new_tokens=P61_GEN, do_sample=False, pad_token_id=0)
+        ar_secs.append(time.perf_counter() - t0)
+        ar_tokens.append(o[0, P61_PROMPT:].cpu())
+    ar_tokens = torch.stack(ar_tokens)
+
+    ref_tokens, ref_per = res["uncached"][0], res["uncached"][1]
+    rows, by = [], {}
+    for label, (tokens, per, method, opts) in [*res.items(), ("ar-greedy", (ar_tokens, [{"seconds": x, "nfe": 0.0, "positions": 0.0} for x in ar_secs], "reference_lm", {}))]:
+        nll = judge_nll(tokens)
+        secs = torch.tensor([p["seconds"] for p in per])
+        pos = torch.tensor([p["positions"] for p in per])
+        ref_secs = torch.tensor([p["seconds"] for p in ref_per])
+        ref_pos = torch.tensor([p["positions"] for p in ref_per])
+        same = (tokens == ref_tokens).all(1)
+        by[label] = {"nll": [float(nll[gi].mean()) for gi in groups], "seconds": [float(secs[gi].mean()) for gi in groups],
+                     "speedup": [float(ref_secs[gi].mean() / secs[gi].mean()) for gi in groups]}  # fmt: skip
+        m = {"nfe": sum(p["nfe"] for p in per) / n, "positions": float(pos.mean()), "guide_calls": sum(p.get("guide_calls", 0.0) for p in per) / n,
+             "guide_positions": sum(p.get("guide_positions", 0.0) for p in per) / n, "ms_per_sequence": 1000 * float(secs.mean()),
+             "speedup_wall": float(ref_secs.mean() / secs.mean()), "speedup_positions": float(ref_pos.mean() / pos.mean()) if float(pos.mean()) > 0 else float("nan"),
+             "answer_ppl": math.exp(float(nll.mean())), "distinct2": _distinct2(tokens), "agree_sequences": float(same.float().mean()),
+             "agree_tokens": float((tokens == ref_tokens).float().mean()), "equals_ar_greedy": float((tokens == ar_tokens).all(1).float().mean())}  # fmt: skip
+        paper = "P61" if method in ("freecache", "guided_diffusion") else None
+        rows.append(_row("p61", method, paper, {"arm": label, **opts, "prompt_len": P61_PROMPT, "gen_len": P61_GEN, "block": P61_BLOCK, "seed": ctx.seed}, m,
+                         {"prompts": n, "dlm_params": sum(p.numel() for p in dlm.parameters()), "dlm_train_seconds": info.get("train_seconds", float("nan"))}))  # fmt: skip
+    truth = torch.stack([stream[i + P61_PROMPT : i + P61_PROMPT + P61_GEN] for i in starts.tolist()])
+    rows.append(_row("p61", "held_out_text", None, {"arm": "held-out continuation"}, {"answer_ppl": math.exp(float(judge_nll(truth).mean())), "distinct2": _distinct2(truth)}))
+    claims = (
+        ("freecache", "FreeCache (refresh at block starts) is faster than the uncached sampler (wall time)", "seconds", False, "uncached"),
+        ("freecache", "FreeCache lowers answer perplexity vs the uncached sampler (paper: no loss, so a tie is its claim)", "nll", False, "uncached"),
+        ("dkv-cache", "dKV-Cache-Decode is faster than the uncached sampler (wall time)", "seconds", False, "uncached"),
+        ("freecache", "FreeCache is faster than dKV-Cache-Decode (wall time)", "seconds", False, "dkv-cache"),
+        ("guided-freecache", "guided FreeCache is faster than the uncached sampler (wall time)", "seconds", False, "uncached"),
+        ("guided-freecache", "guided unmasking lowers answer perplexity vs confidence unmasking", "nll", False, "uncached"),
+        ("guided-freecache", "guided FreeCache is faster than 2-tokens-per-step confidence unmasking", "seconds", False, "uncached-2-per-step"),
+        ("guided-freecache", "guided FreeCache is faster than the AR guide's own greedy decoding (paper: comparable or faster)", "seconds", False, "ar-greedy"),
+    )  # fmt: skip
+    for arm, claim, metric, hib, control in claims:
+        v, gap, spread = _verdict(by[arm][metric], by[control][metric], higher_is_better=hib)
+        rows.append(_row("p61", "guided_diffusion" if arm.startswith("guided") else ("dkv_cache" if arm == "dkv-cache" else "freecache"), "P61" if arm != "dkv-cache" else None,
+                         {"claim": claim}, {"method": sum(by[arm][metric]) / 3, "control": sum(by[control][metric]) / 3, "gain": gap, "seed_spread": spread,
+                                             "speedup_wall": sum(by[arm]["speedup"]) / 3, "spread_over": "3 prompt groups", "verdict": v}))  # fmt: skip
+    same = (res["freecache-refresh1"][0] == ref_tokens).all(1).float().mean()
+    rows.append(_row("p61", "freecache", "P61", {"claim": "FreeCache with refresh every step equals the uncached sampler"},
+                     {"agree_sequences": float(same), "verdict": "held" if float(same) == 1.0 else "did not hold"}))  # fmt: skip
+    return rows
+
+
+# ---------------------------------------------------------------------------------- P42
+P42_DIST = ((0, 256), (256, 1024), (1024, 4096))
+
+
+@torch.no_grad()
+def _recall(model, ids: torch.Tensor, answers: torch.Tensor, device, batch: int = 6) -> torch.Tensor:
+    """(n, value_len) bool: greedy decoding of the value, token by token (full re-run)."""
+    out = []
+    for i in range(0, len(ids), batch):
+        x = ids[i : i + batch].to(device)
+        preds = []
+        for _ in range(answers.shape[1]):
+            nxt = model(input_ids=x).logits[:, -1].argmax(-1, keepdim=True)
+            preds.append(nxt.cpu())
+            x = torch.cat([x, nxt], 1)
+        out.append(torch.cat(preds, 1) == answers[i : i + batch])
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def _p42(ctx, S) -> list[dict]:
+    from tokenworks.kvcache.reweave import ReweaveConfig, reweave_model
+    from tokenworks.kvcache.task_model import task_model
+    from tokenworks.kvcache.tasks import kv_retrieval, prose_stream, task_vocab
+
+    try:
+        base, tok = task_model(device=ctx.device, train_if_missing=False)
+    except FileNotFoundError as e:
+        ctx.log(f"lm-tokens: skipping P42: {e}")
+        return []
+    counts = torch.bincount(prose_stream(tok, "test"), minlength=len(tok))  # held-out prose counts (the train split takes ~40 s to tokenize)
+    vals = task_vocab(tok).values
+    rare_cut = float(counts[vals].float().median())
+    data = []
+    for L in S["p42_contexts"]:
+        d = kv_retrieval(tok, n=S["p42_rows"], context_len=L, n_pairs=16, seed=42_000 + L + ctx.seed)
+        dist = ((1 - d["depth"]) * L).round()
+        data.append((L, d["input_ids"], d["answers"], dist))
+    arms = [("base", None, None)] + [(m, m, s) for m in ("memory_reweaving", "same_layer_reweaving") for s in SEEDS]
+    rows, by = [], {}
+    timing_ids = data[0][1][:4].to(ctx.device)
+    for label, method, seed in arms:
+        if method is None:
+            model, info, extra = base, {}, 0
+        else:
+            try:
+                model, _, info = reweave_model(ReweaveConfig(method=method, seed=seed), device=ctx.device)
+            except FileNotFoundError:
+                ctx.log(f"lm-tokens: skipping {method} s{seed}: not trained (`tokenworks train reweaving --method {method} --seed {seed}`)")
+                continue
+            extra = sum(p.numel() for p in model.reweaver.parameters())
+        ok, first, dists, rare = [], [], [], []
+        for L, ids, answers, dist in data:
+            got = _recall(model, ids, answers, ctx.device)
+            ok.append(got.all(1))
+            first.append(got[:, 0])
+            dists.append(dist)
+            rare.append(counts[answers[:, 0]].float() < rare_cut)
+        ok, first, dists, rare = torch.cat(ok).float(), torch.cat(first).float(), torch.cat(dists), torch.cat(rare)
+        t = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            model(input_ids=timing_ids)
+            t.append(time.perf_counter() - t0)
+        ms_tok = 1000 * min(t) / timing_ids.numel()
+        m = {"recall": float(ok.mean()), "recall_rare_first_token": float(first[rare].mean()), "recall_common_first_token": float(first[~rare].mean()),
+             "ms_per_token": ms_tok, "added_params": extra, "train_seconds": info.get("train_seconds", float("nan"))}  # fmt: skip
+        for lo, hi in P42_DIST:
+            sel = (dists >= lo) & (dists < hi)
+            m[f"recall_dist_{lo}_{hi}"] = float(ok[sel].mean()) if sel.any() else float("nan")
+        by[(label, seed)] = m
+        paper = "P42" if method == "memory_reweaving" else None
+        rows.append(_row("p42", method or "task_model", paper, {"arm": label, "seed": seed, "contexts": list(S["p42_contexts"])}, m, {"rows": int(len(ok))}))
+    base_m = by.get(("base", None))
+    if base_m is not None:
+        for r in rows:
+            r["metrics"]["overhead_per_token"] = r["metrics"]["ms_per_token"] / base_m["ms_per_token"]
+    far = f"recall_dist_{P42_DIST[-1][0]}_{P42_DIST[-1][1]}"
+    mem = [by[("memory_reweaving", s)] for s in SEEDS if ("memory_reweaving", s) in by]
+    ctl = [by[("same_layer_reweaving", s)] for s in SEEDS if ("same_layer_reweaving", s) in by]
+    if mem and ctl and base_m is not None:
+        for metric, label in (("recall", "all distances"), (far, "the longest distances"), ("recall_rare_first_token", "rare values (first token)")):
+            a, c = [x[metric] for x in mem], [x[metric] for x in ctl]
+            v, gap, spread = _verdict(a, c, higher_is_better=True)
+            rows.append(_row("p42", "memory_reweaving", "P42", {"claim": f"layered reweaving raises recall at {label} over the same-layer control"},
+                             {"reweaving": sum(a) / len(a), "same_layer": sum(c) / len(c), "base": base_m[metric], "gain": gap, "seed_spread": spread,
+                              **_paired(a, c, higher_is_better=True), "seeds": len(a), "verdict": v}))  # fmt: skip
+            v, gap, spread = _verdict(a, [base_m[metric]] * len(a), higher_is_better=True)
+            rows.append(_row("p42", "memory_reweaving", "P42", {"claim": f"layered reweaving raises recall at {label} over the untouched model"},
+                             {"reweaving": sum(a) / len(a), "base": base_m[metric], "gain": gap, "seed_spread": spread, "seeds": len(a), "verdict": v}))  # fmt: skip
+        oh = [x["ms_per_token"] / base_m["ms_per_token"] for x in mem]
+        rows.append(_row("p42", "memory_reweaving", "P42", {"claim": "overhead per token of reweaving (wall-time ratio to the base model, CPU)"},
+                         {"overhead_ratio": sum(oh) / len(oh), "added_params": mem[0]["added_params"], "verdict": "measured"}))  # fmt: skip
+    return rows
+
+
 def run(ctx) -> list[dict]:
     torch.manual_seed(ctx.seed)
     S = _sizes(ctx.quick)
     rows = []
-    for part in ctx.track((_p28, _p47, _p69), "lm-tokens sections"):
+    for part in ctx.track((_p28, _p47, _p69, _p61, _p42), "lm-tokens sections"):
         t0 = time.perf_counter()
         got = part(ctx, S)
         ctx.log(f"lm-tokens {part.__name__[1:]}: {len(got)} rows in {time.perf_counter() - t0:.0f} s")
@@ -415,4 +636,45 @@ def plots(rows: list[dict], out_dir) -> list[tuple[str, str]]:
         fig.savefig(out_dir / "lm_tokens_p69_concepts.png", dpi=100)
         plt.close(fig)
         made.append(("P69 CAFT vs plain fine-tuning of the reference LM on legal text (and the untouched LM): concept spans and overall perplexity (3 seeds)", "lm_tokens_p69_concepts.png"))
+    p61 = [r for r in rows if r["params"].get("section") == "p61" and "arm" in r["params"] and "speedup_wall" in r["metrics"]]
+    if p61:
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+        for ax, key, label in ((axes[0], "speedup_wall", "speed-up in wall time vs uncached (CPU, batch 1)"), (axes[1], "speedup_positions", "speed-up in positions recomputed vs uncached")):
+            for r in p61:
+                x, y = r["metrics"][key], r["metrics"]["answer_ppl"]
+                if isinstance(x, float) and math.isfinite(x):
+                    ax.scatter([x], [y], s=30)
+                    ax.annotate(r["params"]["arm"], (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+            ax.set_xscale("log")
+            ax.set_xlabel(label)
+            ax.set_ylabel("answer perplexity under the 8-layer LM")
+        truth = [r["metrics"]["answer_ppl"] for r in rows if r["params"].get("arm") == "held-out continuation"]
+        for ax in axes:
+            if truth:
+                ax.axhline(truth[0], color="grey", ls=":", lw=1, label="held-out text")
+        axes[0].legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out_dir / "lm_tokens_p61_quality_vs_speedup.png", dpi=100)
+        plt.close(fig)
+        made.append(("P61 FreeCache and guided diffusion vs no cache, dKV-Cache, random / confidence unmasking and AR greedy: answer perplexity vs speed-up", "lm_tokens_p61_quality_vs_speedup.png"))
+    p42 = [r for r in rows if r["params"].get("section") == "p42" and "arm" in r["params"]]
+    if p42:
+        fig, ax = plt.subplots(figsize=(6, 3.8))
+        keys = [k for k in p42[0]["metrics"] if k.startswith("recall_dist_")]
+        mids = [(int(k.split("_")[2]) + int(k.split("_")[3])) / 2 for k in keys]
+        for arm, label in (("base", "untouched task model"), ("same_layer_reweaving", "same-layer control"), ("memory_reweaving", "layered reweaving (P42)")):
+            sel = [r for r in p42 if r["params"]["arm"] == arm]
+            if not sel:
+                continue
+            ys = [[r["metrics"][k] for r in sel] for k in keys]
+            mean = [sum(y) / len(y) for y in ys]
+            ax.errorbar(mids, mean, yerr=[[m - min(y) for m, y in zip(mean, ys)], [max(y) - m for m, y in zip(mean, ys)]], marker="o", capsize=3, label=label)
+        ax.set_xscale("log")
+        ax.set_xlabel("distance from the record to the query (tokens, bucket middle)")
+        ax.set_ylabel("exact recall of the value")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out_dir / "lm_tokens_p42_recall_vs_distance.png", dpi=100)
+        plt.close(fig)
+        made.append(("P42 Contextual Memory Reweaving vs a same-layer control and the untouched model: recall vs distance (3 seeds)", "lm_tokens_p42_recall_vs_distance.png"))
     return made
