@@ -332,14 +332,14 @@ def _p69(ctx, S) -> list[dict]:
 # ---------------------------------------------------------------------------------- P61
 P61_PROMPT, P61_GEN, P61_BLOCK = 96, 32, 8
 P61_ARMS = (  # (label, method, options, guided)
-    ("uncached", "confidence_unmasking", {}, False),
+    ("uncached", "llada_confidence", {}, False),
     ("random-order", "mdlm_sampler", {}, False),
     ("dkv-cache", "dkv_cache", {}, False),
     ("freecache", "freecache", {}, False),
     ("freecache-refresh4", "freecache", {"refresh": 4}, False),
     ("freecache-refresh1", "freecache", {"refresh": 1}, False),
     ("guided-freecache", "guided_diffusion", {}, True),
-    ("uncached-2-per-step", "confidence_unmasking", {"tokens_per_step": 2}, False),
+    ("uncached-2-per-step", "llada_confidence", {"tokens_per_step": 2}, False),
 )
 
 
@@ -471,7 +471,7 @@ def _p42(ctx, S) -> list[dict]:
         d = kv_retrieval(tok, n=S["p42_rows"], context_len=L, n_pairs=16, seed=42_000 + L + ctx.seed)
         dist = ((1 - d["depth"]) * L).round()
         data.append((L, d["input_ids"], d["answers"], dist))
-    arms = [("base", None, None)] + [(m, m, s) for m in ("memory_reweaving", "same_layer_reweaving") for s in SEEDS]
+    arms = [("base", None, None)] + [(m, m, s) for m in ("memory_reweaving", "reweave_control") for s in SEEDS]
     rows, by = [], {}
     timing_ids = data[0][1][:4].to(ctx.device)
     for label, method, seed in arms:
@@ -512,7 +512,7 @@ def _p42(ctx, S) -> list[dict]:
             r["metrics"]["overhead_per_token"] = r["metrics"]["ms_per_token"] / base_m["ms_per_token"]
     far = f"recall_dist_{P42_DIST[-1][0]}_{P42_DIST[-1][1]}"
     mem = [by[("memory_reweaving", s)] for s in SEEDS if ("memory_reweaving", s) in by]
-    ctl = [by[("same_layer_reweaving", s)] for s in SEEDS if ("same_layer_reweaving", s) in by]
+    ctl = [by[("reweave_control", s)] for s in SEEDS if ("reweave_control", s) in by]
     if mem and ctl and base_m is not None:
         for metric, label in (("recall", "all distances"), (far, "the longest distances"), ("recall_rare_first_token", "rare values (first token)")):
             a, c = [x[metric] for x in mem], [x[metric] for x in ctl]
@@ -662,7 +662,7 @@ def plots(rows: list[dict], out_dir) -> list[tuple[str, str]]:
         fig, ax = plt.subplots(figsize=(6, 3.8))
         keys = [k for k in p42[0]["metrics"] if k.startswith("recall_dist_")]
         mids = [(int(k.split("_")[2]) + int(k.split("_")[3])) / 2 for k in keys]
-        for arm, label in (("base", "untouched task model"), ("same_layer_reweaving", "same-layer control"), ("memory_reweaving", "layered reweaving (P42)")):
+        for arm, label in (("base", "untouched task model"), ("reweave_control", "same-layer control"), ("memory_reweaving", "layered reweaving (P42)")):
             sel = [r for r in p42 if r["params"]["arm"] == arm]
             if not sel:
                 continue

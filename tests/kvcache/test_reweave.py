@@ -107,10 +107,33 @@ def test_reproduce_command_runs_tiny_and_loads_back(tmp_path, tmp_cache, monkeyp
     monkeypatch.setenv("TOKENWORKS_ASSETS", str(root / "assets"))  # the frozen task model
     monkeypatch.setattr(tasks, "prose_stream", lambda tokenizer, split="test": torch.randint(5, 4000, (20_000,), generator=torch.Generator().manual_seed(0)))
     out = tmp_path / "rw"
-    r = CliRunner().invoke(app, ["train", "reweaving", "--method", "same_layer_reweaving", "--seed", "1", "--tiny", "--out", str(out)])
+    r = CliRunner().invoke(app, ["train", "reweaving", "--method", "reweave_control", "--seed", "1", "--tiny", "--out", str(out)])
     assert r.exit_code == 0, r.output
     info = load_json(out / "tokenworks.json", kind=dict)
-    assert info["fingerprint"]["method"] == "same_layer_reweaving" and len(info["history"]) == 2
+    assert info["fingerprint"]["method"] == "reweave_control" and len(info["history"]) == 2
     assert set(load_tensors(out / "reweaver.safetensors")) >= {"q.weight", "out.weight", "k.0.weight"}
     r = CliRunner().invoke(app, ["train", "reweaving", "--method", "nope", "--tiny"])
     assert r.exit_code == 2 and "--method" in r.output
+
+
+MEMORIES = [m.name for m in tw.methods(kind="lm_memory")]
+
+
+@pytest.mark.parametrize("name", MEMORIES)
+def test_memory_contract(name):
+    """Every reweaving method: disabled is the base model, the gradient reaches every
+    reweaving parameter and none of the frozen LM's."""
+    opts = {"capture_layers": (0, 1), "target_layer": 2, "dim": 8} if name == "memory_reweaving" else {"capture_layers": (1,), "target_layer": 2, "dim": 8}
+    base = _lm()
+    with torch.no_grad():
+        ref = base(input_ids=IDS).logits
+    off = tw.create(name, enabled=False, **opts).attach(_lm())
+    _randomize(off)
+    with torch.no_grad():
+        assert torch.equal(off(IDS).logits, ref)
+    m = tw.create(name, **opts).attach(_lm())
+    for p in m.lm.parameters():
+        p.requires_grad_(False)
+    _randomize(m)
+    m(IDS).logits.float().pow(2).mean().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in m.reweaver.parameters())

@@ -73,7 +73,7 @@ def _brute_force(model, prompt, gen_len, block):
 
 
 def test_uncached_sampler_equals_brute_force(dlm, prompts):
-    out = tw.create("confidence_unmasking", gen_len=8, block=4).generate(dlm, prompts, seed=0)
+    out = tw.create("llada_confidence", gen_len=8, block=4).generate(dlm, prompts, seed=0)
     for r in range(len(prompts)):
         assert out.tokens[r].tolist() == _brute_force(dlm, prompts[r], 8, 4).tolist()
 
@@ -81,21 +81,21 @@ def test_uncached_sampler_equals_brute_force(dlm, prompts):
 @pytest.mark.parametrize("temperature", [0.0, 1.0])
 @pytest.mark.parametrize("name", ["freecache", "dkv_cache"])
 def test_refresh_every_step_equals_uncached(dlm, prompts, name, temperature):
-    ref = tw.create("confidence_unmasking", gen_len=12, block=4, temperature=temperature).generate(dlm, prompts, seed=2)
+    ref = tw.create("llada_confidence", gen_len=12, block=4, temperature=temperature).generate(dlm, prompts, seed=2)
     got = tw.create(name, gen_len=12, block=4, refresh=1, temperature=temperature).generate(dlm, prompts, seed=2)
     assert torch.equal(got.tokens, ref.tokens)
     assert got.stats["positions"] == ref.stats["positions"]  # refresh=1 recomputes everything
 
 
 def test_caches_recompute_fewer_positions(dlm, prompts):
-    ref = tw.create("confidence_unmasking", gen_len=12, block=4).generate(dlm, prompts, seed=0)
+    ref = tw.create("llada_confidence", gen_len=12, block=4).generate(dlm, prompts, seed=0)
     for name in ("freecache", "dkv_cache"):
         got = tw.create(name, gen_len=12, block=4).generate(dlm, prompts, seed=0)
         assert got.stats["nfe"] == ref.stats["nfe"] and got.stats["positions"] < 0.8 * ref.stats["positions"]
 
 
 def test_sampling_depends_on_the_seed(dlm, prompts):
-    s = tw.create("confidence_unmasking", gen_len=12, block=4, temperature=1.0)
+    s = tw.create("llada_confidence", gen_len=12, block=4, temperature=1.0)
     assert not torch.equal(s.generate(dlm, prompts, seed=0).tokens, s.generate(dlm, prompts, seed=1).tokens)
     assert torch.equal(s.generate(dlm, prompts, seed=3).tokens, s.generate(dlm, prompts, seed=3).tokens)
 
@@ -180,3 +180,20 @@ def test_committed_checkpoint_loads_and_samples():
     assert info["fingerprint"]["steps"] == 600
     out = tw.create("freecache", gen_len=8, block=4).generate(m, torch.randint(0, 4096, (1, 12), generator=torch.Generator().manual_seed(0)))
     assert out.tokens.shape == (1, 8) and int(out.tokens.max()) < 4096
+
+
+SAMPLERS = [m.name for m in tw.methods(kind="diffusion_sampler")]
+
+
+@pytest.mark.parametrize("name", SAMPLERS)
+def test_sampler_contract(name, dlm, prompts):
+    """Every sampler: answers of the asked length in the vocabulary, no mask left, the same at
+    the same seed, prompt untouched, counts consistent."""
+    s = tw.create(name, gen_len=8, block=4)
+    a, b = s.generate(dlm, prompts, seed=4), s.generate(dlm, prompts, seed=4)
+    assert a.tokens.shape == (len(prompts), 8) and int(a.tokens.min()) >= 0 and int(a.tokens.max()) < V
+    assert torch.equal(a.tokens, b.tokens)
+    assert len(a.per_sequence) == len(prompts) and a.stats["nfe"] >= 8 / s.block * 1 and a.stats["positions"] > 0
+    if s.order == "confidence":  # with refresh every step, any cache equals the uncached sampler
+        ref = tw.create("llada_confidence", gen_len=8, block=4).generate(dlm, prompts, seed=4)
+        assert torch.equal(tw.create(name, gen_len=8, block=4, refresh=1).generate(dlm, prompts, seed=4).tokens, ref.tokens)

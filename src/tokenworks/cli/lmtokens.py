@@ -83,7 +83,7 @@ def train_diffusion_lm_cmd(
 
 @train_app.command("reweaving")
 def train_reweaving_cmd(
-    method: Annotated[str, typer.Option(help="memory_reweaving (P42) or its control same_layer_reweaving", parser=choice(lambda: ("memory_reweaving", "same_layer_reweaving"), "--method"))] = "memory_reweaving",
+    method: Annotated[str, typer.Option(help="memory_reweaving (P42) or its control reweave_control", parser=choice(lambda: ("memory_reweaving", "reweave_control"), "--method"))] = "memory_reweaving",
     seed: Annotated[int, typer.Option(min=0, max=2**31 - 1, help="Training seed")] = 0,
     out: Annotated[Optional[Path], out_option("Write here instead of the cache (e.g. assets/lm-tokens/p42-memory-reweaving-s0)")] = None,
     tiny: Annotated[bool, typer.Option("--tiny", help="A seconds-long configuration of the same recipe (smoke test)")] = False,

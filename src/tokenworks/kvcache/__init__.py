@@ -15,7 +15,7 @@ with left padding behave row by row as if each row ran alone. Policies: ``full``
 
 Not a cache policy but a model change, same family: ``memory_reweaving`` (P42, layered latent
 states re-woven into a later layer, :mod:`tokenworks.kvcache.reweave`) and its control
-``same_layer_reweaving``.
+``reweave_control``.
 """
 
 from tokenworks.kvcache.base import ATTN_IMPLEMENTATION, KVPolicy, LayerView, kv_bytes

@@ -27,7 +27,7 @@ Reproduce the committed modules (``assets/lm-tokens/p42-*``, 3 seeds per arm)::
 
     tokenworks train reweaving --method memory_reweaving --seed 0 --out assets/lm-tokens/p42-memory-reweaving-s0
 
-Baseline ``same_layer_reweaving``: the same block reading only the states right before the
+Baseline ``reweave_control``: the same block reading only the states right before the
 target layer (one captured layer, the width doubled to hold the parameter count): an extra
 attention block without the *layered* memory, trained by the same recipe: the control that
 changes one thing.
@@ -167,7 +167,7 @@ class MemoryReweaving:
         return ReweaveModel(lm, self)
 
 
-@register("same_layer_reweaving", family="KV", cite="control for P42: one extra attention block over the states right before the target layer")
+@register("reweave_control", family="KV", cite="control for P42: one extra attention block over the states right before the target layer")
 @dataclass(kw_only=True)
 class SameLayerReweaving(MemoryReweaving):
     """Baseline: reweaving from the layer right before the target only, width doubled (equal
@@ -196,7 +196,7 @@ class ReweaveConfig:
         import tokenworks as tw
 
         if tw.get(self.method).kind != "lm_memory":
-            raise ValueError(f"method must be a reweaving method (memory_reweaving, same_layer_reweaving), got {self.method!r}")
+            raise ValueError(f"method must be a reweaving method (memory_reweaving, reweave_control), got {self.method!r}")
         check_int("seq_len", self.seq_len, min=16, max=8192)
         check_int("batch_size", self.batch_size, min=1)
         check_int("max_gap", self.max_gap, min=1)
@@ -243,7 +243,7 @@ def train_reweaving(out: str | Path, config: ReweaveConfig, *, ckpt_dir=None, de
 
 
 def preset_name(config: ReweaveConfig) -> str:
-    """The folder name of a recipe: ``p42-memory-reweaving-s0`` / ``p42-same-layer-reweaving-s1``."""
+    """The folder name of a recipe: ``p42-memory-reweaving-s0`` / ``p42-reweave-control-s1``."""
     return f"p42-{config.method.replace('_', '-')}-s{config.seed}"
 
 

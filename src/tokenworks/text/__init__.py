@@ -7,7 +7,7 @@
   ``caft`` (P69); their trained checkpoints come from :mod:`tokenworks.text.variant_lm`.
 - A small masked diffusion LM (:mod:`tokenworks.text.diffusion_lm`) and its samplers
   (``kind="diffusion_sampler"``, family KV, :mod:`tokenworks.text.freecache`): ``freecache``
-  and ``guided_diffusion`` (P61), baselines ``mdlm_sampler``, ``confidence_unmasking``, ``dkv_cache``.
+  and ``guided_diffusion`` (P61), baselines ``mdlm_sampler``, ``llada_confidence``, ``dkv_cache``.
 - Metrics for any tokenizer on any corpus: bytes per token, fertility, vocabulary use,
   boundary stability under OCR-like noise (``tokenworks.text.metrics``).
 """

@@ -11,7 +11,7 @@ generated left to right in blocks of ``block`` tokens (semi-autoregressive, as L
 Fast-dLLM); within a block, every step the network predicts every masked position and
 ``tokens_per_step`` of them are unmasked, chosen by the *order*:
 
-- ``confidence`` (LLaDA's low-confidence remasking, baseline ``confidence_unmasking``): the
+- ``confidence`` (LLaDA's low-confidence remasking, baseline ``llada_confidence``): the
   positions whose predicted token has the highest probability;
 - ``random`` (MDLM's ancestral order, baseline ``mdlm_sampler``): random positions (seeded).
 
@@ -251,7 +251,7 @@ class MDLMSampler(DiffusionSampler):
     order: str = "random"
 
 
-@register("confidence_unmasking", family="KV", cite="Nie et al. 2025, LLaDA: low-confidence remasking, no cache")
+@register("llada_confidence", family="KV", cite="Nie et al. 2025, LLaDA: low-confidence remasking, no cache")
 @dataclass(kw_only=True)
 class ConfidenceUnmasking(DiffusionSampler):
     """Baseline: confidence-ordered unmasking, every position recomputed every step (the
