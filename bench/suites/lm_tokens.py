@@ -9,7 +9,9 @@ and every arm has its control in the same run, trained by the same recipe with o
     the standard LM shrinks as the context grows (judged per seed: gap in the last bucket vs
     the first, against the seed spread). Also both on a substitution cipher of the same
     windows (a random vocabulary permutation per window): the standard LM breaks, the
-    lexinvariant LM's perplexity is unchanged in distribution.
+    lexinvariant LM's perplexity is unchanged in distribution; and in-context deciphering: the
+    next-token accuracy on the ciphered windows by context position (the lexinvariant LM should
+    learn the cipher from the context, the standard LM cannot).
 (b) P47: 3-layer Llamas on PCFG documents with 4 latent rule sets, trained with and without a
     one-token metadata prefix naming the rule set; evaluated WITHOUT metadata (the downstream
     setting): next-token loss by prompt length, and a linear probe of the rule set from the
@@ -111,6 +113,16 @@ def _paired(method_ys: list[float], control_ys: list[float], *, higher_is_better
 
 
 # ---------------------------------------------------------------------------------- P28
+@torch.no_grad()
+def _per_position_accuracy(variant, model, windows: torch.Tensor, seeds: torch.Tensor, batch_size: int = 8) -> torch.Tensor:
+    """(N, T) bool: the argmax of ``variant``'s logits equals the next token of ``windows`` (N, T + 1)."""
+    out = []
+    for i in range(0, windows.shape[0], batch_size):
+        w = windows[i : i + batch_size]
+        out.append(variant.logits(model, w[:, :-1], seeds=seeds[i : i + batch_size]).argmax(-1) == w[:, 1:])
+    return torch.cat(out)
+
+
 def _p28(ctx, S) -> list[dict]:
     from tokenworks.data import load_prose
     from tokenworks.models.lm import token_stream
@@ -143,7 +155,12 @@ def _p28(ctx, S) -> list[dict]:
             nll = per_position_nll(v, lm, windows.to(ctx.device), seeds=seeds).cpu()  # (N, 256)
             secs = time.perf_counter() - t0
             nll_c = per_position_nll(v, lm, ciphered.to(ctx.device), seeds=seeds).cpu()
+            acc_c = _per_position_accuracy(v, lm, ciphered.to(ctx.device), seeds).cpu().float()  # in-context deciphering
             by[(arm, s)] = nll
+            by[(arm + "-cipher-acc", s)] = acc_c
+            for lo, hi in P28_BUCKETS:
+                rows.append(_row("p28", variant, "P28" if arm == "lexinvariant" else None, {"positions": f"{lo}-{hi}", "seed": s, "text": "cipher"},
+                                 {"cipher_accuracy": float(acc_c[:, lo:hi].mean()), "cipher_nll": float(nll_c[:, lo:hi].mean()), "cipher_pos_mid": (lo + hi) / 2}))  # fmt: skip
             by[(arm + "-cipher", s)] = float(nll_c.mean() - nll.mean())  # nats the cipher costs
             for lo, hi in P28_BUCKETS:
                 rows.append(_row("p28", variant, "P28" if arm == "lexinvariant" else None, {"positions": f"{lo}-{hi}", "seed": s},
@@ -164,6 +181,12 @@ def _p28(ctx, S) -> list[dict]:
                          {"gap_nats_first_bucket": sum(first) / len(first), "gap_nats_last_bucket": sum(last) / len(last),
                           "ppl_ratio_last_bucket": math.exp(sum(last) / len(last)), "shrink_nats": gap, "seed_spread": spread,
                           "seeds": len(seeds_both), "verdict": verdict}))  # fmt: skip
+        gain = {a: [float(by[a + "-cipher-acc", s][:, lo1:hi1].mean() - by[a + "-cipher-acc", s][:, lo0:hi0].mean()) for s in seeds_both] for a in ("lexinvariant", "standard")}
+        verdict, gap, spread = _verdict(gain["lexinvariant"], gain["standard"], higher_is_better=True)
+        rows.append(_row("p28", "lexinvariant", "P28", {"claim": "in-context deciphering: next-token accuracy on a substitution cipher grows with context more than the standard LM's"},
+                         {"acc_gain_lexinvariant": sum(gain["lexinvariant"]) / len(seeds_both), "acc_gain_standard": sum(gain["standard"]) / len(seeds_both),
+                          "acc_last_bucket_lexinvariant": sum(float(by["lexinvariant-cipher-acc", s][:, lo1:hi1].mean()) for s in seeds_both) / len(seeds_both),
+                          "gap": gap, "seed_spread": spread, "seeds": len(seeds_both), "verdict": verdict}))  # fmt: skip
         lex_c = [by["lexinvariant-cipher", s] for s in seeds_both]
         std_c = [by["standard-cipher", s] for s in seeds_both]
         verdict, gap, spread = _verdict(lex_c, std_c, higher_is_better=False)
@@ -602,6 +625,21 @@ def plots(rows: list[dict], out_dir) -> list[tuple[str, str]]:
         fig.savefig(out_dir / "lm_tokens_p28_ppl_vs_position.png", dpi=100)
         plt.close(fig)
         made.append(("P28 lexinvariant LM vs standard LM (same size, steps, data): perplexity by context position, 3 seeds", "lm_tokens_p28_ppl_vs_position.png"))
+    cip = [r for r in rows if r["params"].get("section") == "p28" and "cipher_pos_mid" in r["metrics"]]
+    if cip:
+        fig, ax = plt.subplots(figsize=(6, 3.8))
+        for method in ("lexinvariant", "standard_lm"):
+            d = _mean_by([r for r in cip if r["method"] == method], lambda r: r["metrics"]["cipher_pos_mid"], "cipher_accuracy")
+            xs = sorted(d)
+            ax.errorbar(xs, [d[x][0] for x in xs], yerr=_err(d, xs), marker="o", capsize=3, label=method)
+        ax.set_xscale("log")
+        ax.set_xlabel("context position (bucket middle, tokens)")
+        ax.set_ylabel("next-token accuracy on a substitution cipher")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out_dir / "lm_tokens_p28_cipher_accuracy.png", dpi=100)
+        plt.close(fig)
+        made.append(("P28 in-context deciphering: next-token accuracy on substitution-ciphered prose by context position (3 seeds)", "lm_tokens_p28_cipher_accuracy.png"))
     p47 = [r for r in rows if r["params"].get("section") == "p47" and isinstance(r["params"].get("prompt_len"), int)]
     if p47:
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
