@@ -61,7 +61,7 @@ NAME = "lm-tokens"
 DESCRIPTION = """LM token variants, each with its control trained here by the same recipe (3 seeds): (a) P28 lexinvariant LM vs standard LM,
 perplexity by context position and on a substitution cipher; (b) P47 PCFG pre-training with vs without a metadata prefix,
 loss and rule-set probe by prompt length; (c) P69 CAFT vs plain fine-tuning of the reference LM on legal text, concept-span
-perplexity and exact generation; (e) P42 memory reweaving vs a same-layer control, recall by distance, rare values, overhead; (d) P61 FreeCache and guided unmasking of a masked diffusion LM vs no cache, dKV-Cache,
+perplexity and exact generation; (e) P42 memory reweaving vs a same-layer control, recall by distance, rare values, overhead; (f) P44 word-pooled vs byte and subword LMs, next-word accuracy by frequency; (d) P61 FreeCache and guided unmasking of a masked diffusion LM vs no cache, dKV-Cache,
 confidence and random unmasking: forwards, positions and wall time per sequence, answer perplexity, agreement."""
 
 SEEDS = (0, 1, 2)
@@ -81,7 +81,8 @@ CONCEPTS = (
 def _sizes(quick: bool) -> dict[str, int]:
     return dict(p28_windows=16 if quick else 64, p47_docs=96 if quick else 384, p69_windows=16 if quick else 64,
                 p69_per_concept=4 if quick else 16, p61_prompts=6 if quick else 24,
-                p42_rows=12 if quick else 48, p42_contexts=(512, 2048) if quick else (512, 1024, 2048, 3072))  # fmt: skip
+                p42_rows=12 if quick else 48, p42_contexts=(512, 2048) if quick else (512, 1024, 2048, 3072),
+                p44_contexts=96 if quick else 512)  # fmt: skip
 
 
 def _row(section: str, method: str, paper, params: dict, metrics: dict, budget: dict | None = None) -> dict:
@@ -552,11 +553,81 @@ def _p42(ctx, S) -> list[dict]:
     return rows
 
 
+# ---------------------------------------------------------------------------------- P44
+P44_ARMS = ("word_pooled_lm", "byte_lm", "subword_lm")
+P44_BUCKETS = (("unseen", 0, 1), ("1-9", 1, 10), ("10-99", 10, 100), ("100+", 100, 10**12))
+P44_CONTEXT_WORDS = 32
+
+
+def _p44(ctx, S) -> list[dict]:
+    from collections import Counter
+
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from tokenworks.data import load_prose
+    from tokenworks.text.word_pooled import WORD_RE, WordLMConfig, word_lm
+
+    base = WordLMConfig()
+    counts: Counter = Counter()
+    size = 0
+    for d in load_prose("train").documents:  # the training text of the recipe (its first train_bytes)
+        if base.train_bytes is not None and size >= base.train_bytes:
+            break
+        counts.update(w.strip() for w in WORD_RE.findall(d))
+        size += len(d.encode("utf-8"))
+    g = torch.Generator().manual_seed(44_000 + ctx.seed)
+    pairs = []
+    docs = [WORD_RE.findall(d) for d in load_prose("test").documents]
+    docs = [d for d in docs if len(d) > P44_CONTEXT_WORDS + 1]
+    while len(pairs) < S["p44_contexts"]:
+        d = docs[int(torch.randint(0, len(docs), (1,), generator=g))]
+        i = int(torch.randint(P44_CONTEXT_WORDS, len(d) - 1, (1,), generator=g))
+        if d[i].strip():
+            pairs.append(("".join(d[i - P44_CONTEXT_WORDS : i]), d[i]))
+    contexts, truth = [c for c, _ in pairs], [w for _, w in pairs]
+    freq = torch.tensor([counts.get(w.strip(), 0) for w in truth])
+    rows, by = [], {}
+    for arm in P44_ARMS:
+        for s in SEEDS:
+            try:
+                method, net, info = word_lm(WordLMConfig(method=arm, seed=s), device=ctx.device)
+            except FileNotFoundError:
+                if s == 0:
+                    ctx.log(f"lm-tokens: skipping {arm} s{s}: not trained (`tokenworks train word-lm --method {arm} --seed {s}`)")
+                continue
+            t0 = time.perf_counter()
+            pred = []
+            for i in range(0, len(contexts), 32):
+                pred += method.next_words(net, contexts[i : i + 32])
+            secs = time.perf_counter() - t0
+            ok = torch.tensor([p == t for p, t in zip(pred, truth)], dtype=torch.float32)
+            with FlopCounterMode(display=False) as fc, torch.no_grad():
+                method.loss(net, contexts[:8])
+            m = {"next_word_acc": float(ok.mean()), "ms_per_prediction": 1000 * secs / len(contexts), "params": sum(p.numel() for p in net.parameters()),
+                 "forward_flops_per_window": fc.get_total_flops() / 8, "train_seconds": info.get("train_seconds", float("nan")), "train_loss": info.get("train_loss", float("nan"))}  # fmt: skip
+            for name, lo, hi in P44_BUCKETS:
+                sel = (freq >= lo) & (freq < hi)
+                m[f"acc_{name}"] = float(ok[sel].mean()) if sel.any() else float("nan")
+                m[f"n_{name}"] = int(sel.sum())
+            by[(arm, s)] = m
+            rows.append(_row("p44", arm, "P44" if arm == "word_pooled_lm" else None, {"seed": s, "context_words": P44_CONTEXT_WORDS}, m, {"predictions": len(contexts)}))
+    for control in ("byte_lm", "subword_lm"):
+        seeds_both = [s for s in SEEDS if ("word_pooled_lm", s) in by and (control, s) in by]
+        if not seeds_both:
+            continue
+        for metric, label in (("next_word_acc", "all words"), ("acc_1-9", "rare words (1-9 training occurrences)"), ("acc_unseen", "words unseen in training")):
+            a, c = [by["word_pooled_lm", s][metric] for s in seeds_both], [by[control, s][metric] for s in seeds_both]
+            v, gap, spread = _verdict(a, c, higher_is_better=True)
+            rows.append(_row("p44", "word_pooled_lm", "P44", {"claim": f"word-pooled LM beats the {control.replace('_', ' ')} at next-word accuracy on {label}"},
+                             {"word_pooled": sum(a) / len(a), control: sum(c) / len(c), "gain": gap, "seed_spread": spread, "seeds": len(seeds_both), "verdict": v}))  # fmt: skip
+    return rows
+
+
 def run(ctx) -> list[dict]:
     torch.manual_seed(ctx.seed)
     S = _sizes(ctx.quick)
     rows = []
-    for part in ctx.track((_p28, _p47, _p69, _p61, _p42), "lm-tokens sections"):
+    for part in ctx.track((_p28, _p47, _p69, _p61, _p42, _p44), "lm-tokens sections"):
         t0 = time.perf_counter()
         got = part(ctx, S)
         ctx.log(f"lm-tokens {part.__name__[1:]}: {len(got)} rows in {time.perf_counter() - t0:.0f} s")
@@ -715,4 +786,22 @@ def plots(rows: list[dict], out_dir) -> list[tuple[str, str]]:
         fig.savefig(out_dir / "lm_tokens_p42_recall_vs_distance.png", dpi=100)
         plt.close(fig)
         made.append(("P42 Contextual Memory Reweaving vs a same-layer control and the untouched model: recall vs distance (3 seeds)", "lm_tokens_p42_recall_vs_distance.png"))
+    p44 = [r for r in rows if r["params"].get("section") == "p44" and "next_word_acc" in r["metrics"]]
+    if p44:
+        fig, ax = plt.subplots(figsize=(7, 3.8))
+        names = ["next_word_acc", "acc_unseen", "acc_1-9", "acc_10-99", "acc_100+"]
+        labels = ["all", "unseen", "1-9", "10-99", "100+"]
+        arms = [a for a in ("word_pooled_lm", "byte_lm", "subword_lm") if any(r["method"] == a for r in p44)]
+        for k, arm in enumerate(arms):
+            d = {n: [r["metrics"][n] for r in p44 if r["method"] == arm and math.isfinite(r["metrics"].get(n, float("nan")))] for n in names}
+            ys = [sum(v) / len(v) if v else 0.0 for v in d.values()]
+            ax.bar([i + 0.27 * (k - 1) for i in range(len(names))], ys, width=0.27, label=arm)
+        ax.set_xticks(range(len(names)), labels)
+        ax.set_xlabel("word frequency in the training text")
+        ax.set_ylabel("exact next-word accuracy")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out_dir / "lm_tokens_p44_next_word_by_frequency.png", dpi=100)
+        plt.close(fig)
+        made.append(("P44 word-pooled LM vs byte LM and subword LM (same blocks, width, data, steps): next-word accuracy by training frequency", "lm_tokens_p44_next_word_by_frequency.png"))
     return made

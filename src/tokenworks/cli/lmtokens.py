@@ -1,4 +1,4 @@
-"""``tokenworks train lm-variant``, ``train diffusion-lm`` and ``train reweaving``: the checkpoints of the ``lm-tokens`` suite (P28, P47, P69, P61, P42)."""
+"""``tokenworks train lm-variant``, ``diffusion-lm``, ``reweaving`` and ``word-lm``: the checkpoints of the ``lm-tokens`` suite (P28, P47, P69, P61, P42, P44)."""
 
 from __future__ import annotations
 
@@ -102,3 +102,26 @@ def train_reweaving_cmd(
         config = replace(config, steps=2, warmup=0, batch_size=1, seq_len=64, max_gap=4)
     _train_recipe(preset_name(config), config, out=out, tiny=tiny, overwrite=overwrite, ensure=lambda: reweave_model(config, train_if_missing=True, device=device),
                   train_fn=train_reweaving, device=device, fp16=fp16)  # fmt: skip
+
+
+@train_app.command("word-lm")
+def train_word_lm_cmd(
+    method: Annotated[str, typer.Option(help="word_pooled_lm (P44) or a baseline: byte_lm, subword_lm", parser=choice(lambda: ("word_pooled_lm", "byte_lm", "subword_lm"), "--method"))] = "word_pooled_lm",
+    seed: Annotated[int, typer.Option(min=0, max=2**31 - 1, help="Training seed")] = 0,
+    out: Annotated[Optional[Path], out_option("Write here instead of the cache (e.g. assets/lm-tokens/p44-word-pooled-lm-s0)")] = None,
+    tiny: Annotated[bool, typer.Option("--tiny", help="A seconds-long configuration of the same recipe (smoke test)")] = False,
+    fp16: Annotated[bool, typer.Option("--fp16/--fp32", help="Save weights in float16 (default, for assets/)")] = True,
+    device: Annotated[str, device_option()] = "cpu",
+    overwrite: Annotated[bool, overwrite_option()] = False,
+) -> None:
+    """Train one P44 arm (word-pooled LM, byte LM or subword LM) on prose (resumable). Without
+    --out and --tiny: into the cache, where the lm-tokens suite finds it."""
+    from dataclasses import replace
+
+    from tokenworks.text.word_pooled import WordLMConfig, preset_name, train_word_lm, word_lm
+
+    config = WordLMConfig(method=method, seed=seed)
+    if tiny:
+        config = replace(config, steps=2, warmup=0, batch_size=2, words=8, train_bytes=20_000)
+    _train_recipe(preset_name(config), config, out=out, tiny=tiny, overwrite=overwrite, ensure=lambda: word_lm(config, train_if_missing=True, device=device),
+                  train_fn=train_word_lm, device=device, fp16=fp16)  # fmt: skip
