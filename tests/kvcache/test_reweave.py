@@ -137,3 +137,16 @@ def test_memory_contract(name):
     _randomize(m)
     m(IDS).logits.float().pow(2).mean().backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in m.reweaver.parameters())
+
+
+def test_committed_modules_load_and_change_the_model():
+    from tokenworks.kvcache.reweave import ReweaveConfig, reweave_model
+    from tokenworks.kvcache.task_model import task_model
+
+    base, _ = task_model(train_if_missing=False)
+    for method in ("memory_reweaving", "reweave_control"):
+        m, _, info = reweave_model(ReweaveConfig(method=method, seed=0))
+        assert info["fingerprint"]["method"] == method and info["params"] == sum(p.numel() for p in m.reweaver.parameters())
+        ids = torch.randint(5, 4000, (1, 64), generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            assert (m(ids).logits - base(input_ids=ids).logits).abs().max() > 1e-4  # trained: no longer the identity
