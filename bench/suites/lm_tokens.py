@@ -81,8 +81,8 @@ CONCEPTS = (
 def _sizes(quick: bool) -> dict[str, int]:
     return dict(p28_windows=16 if quick else 64, p47_docs=96 if quick else 384, p69_windows=16 if quick else 64,
                 p69_per_concept=4 if quick else 16, p61_prompts=6 if quick else 24,
-                p42_rows=8 if quick else 48, p42_contexts=(512, 1536) if quick else (512, 1024, 1536, 2048, 3072),
-                p44_contexts=96 if quick else 512)  # fmt: skip
+                p42_rows=6 if quick else 48, p42_contexts=(512, 1536) if quick else (512, 1024, 1536, 2048, 3072),
+                p44_contexts=64 if quick else 512)  # fmt: skip
 
 
 def _row(section: str, method: str, paper, params: dict, metrics: dict, budget: dict | None = None) -> dict:

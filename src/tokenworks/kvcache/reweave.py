@@ -23,6 +23,11 @@ Mechanism (the paper gives no code; every choice below is ours, written down as 
   prefix, as the KV-cache suite's retrieval probe does. ``enabled=False`` removes the hooks'
   effect, giving the base model exactly (tested).
 
+Measured here (``lm-tokens --quick``): trained modules lower the task loss only slightly (5.15 ->
+5.07 nats over 150 steps, the same for the control) and change no retrieval answer: recall 0.94
+overall, 0.67 beyond 1024 tokens, 0.91 on rare values for the base, the control and reweaving
+alike (3 seeds); overhead 1.6-2.1x wall time per token on CPU, 33k added parameters.
+
 Reproduce the committed modules (``assets/lm-tokens/p42-*``, 3 seeds per arm)::
 
     tokenworks train reweaving --method memory_reweaving --seed 0 --out assets/lm-tokens/p42-memory-reweaving-s0

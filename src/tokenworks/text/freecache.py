@@ -53,6 +53,13 @@ the sampler's block; the dKV and FreeCache refresh schedules as above; one seque
 (latency, the paper's setting). Counts reported per sequence: ``nfe`` (DLM forwards),
 ``positions`` (DLM positions recomputed, summed over layers' inputs: the hardware-free cost),
 ``guide_calls`` and ``guide_positions`` (AR forwards and their positions), ``seconds``.
+
+Measured here (``lm-tokens --quick``, 6 prompts of 96 tokens -> 32, blocks of 8, CPU, batch 1):
+FreeCache 3.0x faster than the uncached sampler in wall time (5.4x fewer positions), answer
+perplexity 9.7 vs 9.3 (within the spread of 3 prompt groups), 50% of answers identical to the
+uncached sampler's (85% of tokens); dKV-Cache-Decode 2.4x; guided FreeCache 2.2x with 21.5
+instead of 32 DLM steps (answers = the AR guide's greedy ones, perplexity 7.3), but the AR guide
+alone (same size as the DLM here, unlike the paper's small guide) is faster still (4.4x).
 """
 
 from __future__ import annotations

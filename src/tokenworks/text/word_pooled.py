@@ -34,6 +34,11 @@ slot, ``max_bytes = 16`` by default (longer words are cut into pieces, and their
 as misses at evaluation). The paper's largest gains are on rare words; ``lm-tokens`` reports
 next-word accuracy overall and by training-split word frequency.
 
+Measured here (``lm-tokens --quick``, one seed, 300 steps of 16 x 48 words, 96 held-out
+predictions): next-word accuracy 0.10 (word-pooled, 157k parameters) vs 0.06 (byte LM, 191k)
+and 0.08 (subword LM, 347k); none of the three predicts any word seen fewer than 100 times in
+training, so the paper's rare-word gain could not be tested at this size.
+
 Reproduce the committed checkpoints (``assets/lm-tokens/p44-*``)::
 
     tokenworks train word-lm --method word_pooled_lm --seed 0 --out assets/lm-tokens/p44-word-pooled-lm-s0
