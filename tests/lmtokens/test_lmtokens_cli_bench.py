@@ -80,3 +80,17 @@ def test_plots_summary_headline(suite, tmp_path):
 def test_paired_gains_are_signed_towards_the_method(suite):
     assert suite._paired([1.0, 2.0], [1.5, 1.0], higher_is_better=False) == {"paired_gain_min": -1.0, "paired_gain_max": 0.5}
     assert suite._paired([1.0, 2.0], [1.5, 1.0], higher_is_better=True) == {"paired_gain_min": -0.5, "paired_gain_max": 1.0}
+
+
+def test_p61_and_p42_plots_from_made_up_rows(suite, tmp_path):
+    rows = []
+    for arm, sp, ppl in (("uncached", 1.0, 9.0), ("freecache", 2.4, 9.5), ("guided-freecache", 1.6, 7.3), ("ar-greedy", 2.8, 7.3)):
+        rows.append(suite_row("p61", "freecache", {"arm": arm}, {"speedup_wall": sp, "speedup_positions": sp * 2 if arm != "ar-greedy" else float("nan"), "answer_ppl": ppl}))
+    rows.append(suite_row("p61", "held_out_text", {"arm": "held-out continuation"}, {"answer_ppl": 80.0}))
+    for arm in ("base", "reweave_control", "memory_reweaving"):
+        for s in (0, 1, 2):
+            rows.append(suite_row("p42", arm, {"arm": arm, "seed": s}, {"recall_dist_0_256": 0.9, "recall_dist_256_1024": 0.8 - 0.01 * s, "recall_dist_1024_4096": 0.5}))
+    names = [f for _, f in suite.plots(rows, tmp_path)]
+    assert names == ["lm_tokens_p42_recall_vs_distance.png", "lm_tokens_p61_quality_vs_speedup.png"] or set(names) == {"lm_tokens_p42_recall_vs_distance.png", "lm_tokens_p61_quality_vs_speedup.png"}
+    for f in names:
+        assert (tmp_path / f).stat().st_size > 1000

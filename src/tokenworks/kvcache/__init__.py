@@ -12,6 +12,10 @@ with left padding behave row by row as if each row ran alone. Policies: ``full``
 ``random``, ``streaming_llm``, ``h2o``, ``tova``, ``snapkv`` (baselines), ``lazy_eviction``
 (P12) and ``tidal_decode`` (P45); see :mod:`tokenworks.kvcache.base` for the mechanics and
 :func:`tokenworks.kvcache.task_model` for the small model the benchmark trains.
+
+Not a cache policy but a model change, same family: ``memory_reweaving`` (P42, layered latent
+states re-woven into a later layer, :mod:`tokenworks.kvcache.reweave`) and its control
+``reweave_control``.
 """
 
 from tokenworks.kvcache.base import ATTN_IMPLEMENTATION, KVPolicy, LayerView, kv_bytes
@@ -19,6 +23,7 @@ from tokenworks.kvcache.full import FullCache
 from tokenworks.kvcache.h2o import H2O
 from tokenworks.kvcache.lazy_eviction import LazyEviction
 from tokenworks.kvcache.random import RandomEviction
+from tokenworks.kvcache.reweave import MemoryReweaving, SameLayerReweaving
 from tokenworks.kvcache.snapkv import SnapKV
 from tokenworks.kvcache.streaming_llm import StreamingLLM
 from tokenworks.kvcache.tidal_decode import TidalDecode
@@ -32,6 +37,8 @@ __all__ = [
     "KVPolicy",
     "LayerView",
     "LazyEviction",
+    "MemoryReweaving",
+    "SameLayerReweaving",
     "RandomEviction",
     "SnapKV",
     "StreamingLLM",

@@ -5,6 +5,11 @@
 - LM variants (``kind="lm_variant"``, :mod:`tokenworks.text.lm_variant`): how a causal LM holds
   its tokens -- ``standard_lm`` (baseline), ``lexinvariant`` (P28), ``metadata_prefix`` (P47),
   ``caft`` (P69); their trained checkpoints come from :mod:`tokenworks.text.variant_lm`.
+- A small masked diffusion LM (:mod:`tokenworks.text.diffusion_lm`) and its samplers
+  (``kind="diffusion_sampler"``, family KV, :mod:`tokenworks.text.freecache`): ``freecache``
+  and ``guided_diffusion`` (P61), baselines ``mdlm_sampler``, ``llada_confidence``, ``dkv_cache``.
+- Word-pooled tokens (``kind="word_lm"``, :mod:`tokenworks.text.word_pooled`): ``word_pooled_lm``
+  (P44) and the baselines ``byte_lm`` and ``subword_lm``.
 - Metrics for any tokenizer on any corpus: bytes per token, fertility, vocabulary use,
   boundary stability under OCR-like noise (``tokenworks.text.metrics``).
 """
@@ -12,6 +17,9 @@
 from tokenworks.text.byte_bpe import ByteBPE
 from tokenworks.text.corpus import check_texts, read_text_folder
 from tokenworks.text.dynamic_bpe import DynamicBPE
+from tokenworks.text.diffusion_lm import DiffusionLM, DLMConfig, diffusion_lm, from_causal_lm, masked_diffusion_loss
+from tokenworks.text.word_pooled import ByteLM, SubwordLM, WordPooledLM, join_words, split_words
+from tokenworks.text.freecache import ConfidenceUnmasking, DiffusionSampler, DKVCache, FreeCache, GuidedDiffusion, MDLMSampler
 from tokenworks.text.lexinvariant import Lexinvariant, random_tables
 from tokenworks.text.metadata_prefix import MetadataPrefix
 from tokenworks.text.caft import CAFT, CAFTModel
@@ -40,6 +48,22 @@ from tokenworks.text.vocab import token_bytes
 from tokenworks.text.zett import HypernetTrainConfig, ZeTT, reference_hypernet, train_hypernet
 
 __all__ = [
+    "ByteLM",
+    "SubwordLM",
+    "WordPooledLM",
+    "join_words",
+    "split_words",
+    "ConfidenceUnmasking",
+    "DiffusionLM",
+    "DiffusionSampler",
+    "DKVCache",
+    "DLMConfig",
+    "FreeCache",
+    "GuidedDiffusion",
+    "MDLMSampler",
+    "diffusion_lm",
+    "from_causal_lm",
+    "masked_diffusion_loss",
     "CAFT",
     "CAFTModel",
     "LMVariant",
