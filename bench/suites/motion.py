@@ -14,7 +14,8 @@ Rows
 - per generator and steps: fd_local against the real test windows, label accuracy of the
   classifier on generated motions, diversity (mean feature distance of random pairs; real test
   for reference), length error (frames, for AR and BAMM, which predict the end; MMM and M2DM are
-  given the length), network evaluations and milliseconds per motion. Generated motions follow the
+  given the length; references: each label's median train length, and a length drawn from all
+  train lengths ignoring the label), network evaluations and milliseconds per motion. Generated motions follow the
   test windows' labels (and lengths where given), three sampling seeds (spread = sampling only:
   one trained model per method).
 - ``mmm-edit``: in-betweening, prefix and suffix completion of the test tokens (2 tokens kept at
@@ -100,6 +101,8 @@ def run(ctx) -> Any:
     # clips share a label with different natural lengths)
     med = {int(c): float(np.median(train.lengths[train.labels == c])) for c in np.unique(train.labels)}
     median_err = float(np.mean([abs(med[int(c)] - float(n)) for c, n in zip(test.labels, test.lengths)]))
+    # ...and one that ignores the label: a length drawn from all train lengths
+    marginal_err = float(np.mean([np.abs(train.lengths - float(n)).mean() for n in test.lengths]))
     gens = {}
     for name in ctx.track(list(GENERATORS), "motion: load/train generators"):
         gens[name] = motion_generator(name, device=ctx.device)
@@ -116,6 +119,7 @@ def run(ctx) -> Any:
                 if predicts_end:
                     vals["length_error_frames"] = float((out.lengths - t_len).abs().float().mean() * 4)
                     vals["length_error_label_median_frames"] = median_err
+                    vals["length_error_ignoring_label_frames"] = marginal_err
                     vals["mean_length_frames"] = float(out.lengths.float().mean() * 4)
                 for k, v in vals.items():
                     per_seed.setdefault(k, []).append(v)

@@ -33,7 +33,8 @@ def test_mpjpe_against_a_loop():
 
 
 def test_committed_tokenizer_mpjpe_bound():
-    """The committed tokenizer's test MPJPE (measured 0.0 m at commit time, see assets/motion) stays under 1.25x of it."""
+    """The committed tokenizer's test MPJPE (0.202 m measured when it was trained, root drift
+    included; see assets/motion/tokenizer/tokenworks.json) stays under 0.25 m (1.25x)."""
     from tokenworks.data.motion import load_motion
     from tokenworks.motion.train import evaluate_tokenizer, motion_tokenizer
 
@@ -45,7 +46,7 @@ def test_committed_tokenizer_mpjpe_bound():
     assert evaluate_tokenizer(tok, test.features, test.lengths) < BOUND_M
 
 
-BOUND_M = 1.0
+BOUND_M = 0.25
 
 
 def test_reproduce_commands_tiny(tmp_cache, tmp_path):

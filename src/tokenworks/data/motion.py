@@ -26,7 +26,7 @@ in time) change the features and keep the motion physically plausible.
 
 Samples: every clip has a label (walk, run, jump, kick, punch, dance, getup, crawl, climb, flip,
 spin) with a short text description, and a *natural length*: the DeepMimic clip's duration (one
-cycle or one performance), capped at ``MAX_FRAMES`` = 48 (2.4 s), rounded down to a multiple of 4
+cycle; for a clip that does not loop, 80% of it, so that the train part holds one), capped at ``MAX_FRAMES`` = 48 (2.4 s), rounded down to a multiple of 4
 (the tokenizer's downsampling); CMU clips use ``MAX_FRAMES``. A sample is a window of the clip
 with that length, so the length of a generated motion is predictable from its label (what BAMM's
 and the AR model's end-of-motion prediction are scored on). Looping DeepMimic clips (``"Loop":
@@ -39,10 +39,12 @@ Split by time within each clip: the last 20% of every clip's frames is ``test``,
 ``train``; a clip whose part is shorter than its sample length gives no windows to that split
 (listed in ``MotionSet.skipped``).
 
-Counts (20 fps, stride 4 frames for train, 8 for test), from ``load_motion``:
-    18 clips (3 CMU + 15 DeepMimic), 2,761 frames after resampling and tiling
-    (1,829 from CMU, 932 from DeepMimic); train: 506 windows from 18 clips;
-    test: 101 windows from 17 clips (kick is too short for a test window).
+Counts (20 fps, stride 4 frames), from ``load_clips`` / ``load_motion``:
+    18 clips (3 CMU + 15 DeepMimic), 4,847 frames after resampling and tiling the loops
+    (1,825 from CMU = 91 s; 3,022 from DeepMimic, one 0.8-4.4 s cycle or take each, loops tiled
+    to >= 12 s); train: 808 windows from 18 clips (2,424 with ``augmentations=2``);
+    test: 104 windows from 14 clips (getup_facedown, getup_faceup, kick and punch are too short
+    for a test window at their natural length, so the label ``getup`` has no test windows).
 """
 
 from __future__ import annotations
