@@ -58,15 +58,12 @@ class MotionClassifier(nn.Module):
         return self.head(self.features(x, lengths))
 
     def save(self, out: str | Path) -> None:
-        from tokenworks.io import atomic_write_json, save_tensors
+        from tokenworks.motion.tokenizer import save_module
 
-        save_tensors(Path(out) / "model.safetensors", {k: v.half() for k, v in self.state_dict().items()})
-        atomic_write_json(Path(out) / "config.json", asdict(self.config))
+        save_module(self, out, asdict(self.config))
 
     @classmethod
     def load(cls, path: str | Path) -> MotionClassifier:
-        from tokenworks.io import load_json, load_tensors
+        from tokenworks.motion.tokenizer import load_module
 
-        m = cls(ClassifierConfig(**load_json(Path(path) / "config.json", kind=dict)))
-        m.load_state_dict({k: v.float() for k, v in load_tensors(Path(path) / "model.safetensors").items()})
-        return m.eval()
+        return load_module(cls, ClassifierConfig, path)

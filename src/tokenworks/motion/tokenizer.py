@@ -26,7 +26,7 @@ from torch import nn
 from tokenworks.checks import check_int, check_tensor
 from tokenworks.data.motion import FEATURES, features_to_positions
 
-__all__ = ["DOWNSAMPLE", "MotionTokenizer", "TokenizerConfig", "mpjpe"]
+__all__ = ["DOWNSAMPLE", "MotionTokenizer", "TokenizerConfig", "load_module", "mpjpe", "save_module"]
 
 DOWNSAMPLE = 4
 
@@ -130,17 +130,26 @@ class MotionTokenizer(nn.Module):
         q, idx, aux = self.quantize(x)
         return self.decode_codes(q), idx, aux
 
-    # ---- persistence
     def save(self, out: str | Path) -> None:
-        from tokenworks.io import atomic_write_json, save_tensors
-
-        save_tensors(Path(out) / "model.safetensors", {k: v.half() if v.is_floating_point() else v for k, v in self.state_dict().items()})
-        atomic_write_json(Path(out) / "config.json", asdict(self.config))
+        save_module(self, out, asdict(self.config))
 
     @classmethod
     def load(cls, path: str | Path) -> MotionTokenizer:
-        from tokenworks.io import load_json, load_tensors
+        return load_module(cls, TokenizerConfig, path)
 
-        tok = cls(TokenizerConfig(**load_json(Path(path) / "config.json", kind=dict)))
-        tok.load_state_dict({k: v.float() for k, v in load_tensors(Path(path) / "model.safetensors").items()})
-        return tok.eval()
+
+def save_module(module: nn.Module, out: str | Path, config: dict) -> None:
+    """float16 safetensors weights + ``config.json`` (the committed-asset format)."""
+    from tokenworks.io import atomic_write_json, save_tensors
+
+    save_tensors(Path(out) / "model.safetensors", {k: v.half() if v.is_floating_point() else v for k, v in module.state_dict().items()})
+    atomic_write_json(Path(out) / "config.json", config)
+
+
+def load_module(cls, config_cls, path: str | Path):
+    """``cls(config_cls(**config.json))`` with the saved weights, float32, eval mode."""
+    from tokenworks.io import load_json, load_tensors
+
+    m = cls(config_cls(**load_json(Path(path) / "config.json", kind=dict)))
+    m.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in load_tensors(Path(path) / "model.safetensors").items()})
+    return m.eval()
