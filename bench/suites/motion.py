@@ -186,7 +186,7 @@ def verdicts(rows: list[dict]) -> list[str]:
     data, uni = curve("m2dm", "data"), curve("m2dm-uniform", "uniform")
     out = []
     for (s, ys) in data:
-        v = judge((s, ys), uni, higher_is_better=False, min_seeds=2)
+        v = judge((s, ys), uni, higher_is_better=False)
         out.append(f"- M2DM importance schedule vs uniform at {s} steps: fd_local {np.mean(ys):.2f} vs {v.control_at_x:.2f}: {v.text()}")
     return out
 
