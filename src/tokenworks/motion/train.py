@@ -60,7 +60,8 @@ def _stats(x: np.ndarray, lengths: np.ndarray) -> tuple[torch.Tensor, torch.Tens
 def _crops(x: torch.Tensor, lengths: torch.Tensor, crop: int, batch: int, g: torch.Generator) -> torch.Tensor:
     """Random ``crop``-frame slices of the windows (features stay in the window's heading frame,
     as the tokenizer meets them when it encodes a whole window)."""
-    i = torch.randint(0, x.shape[0], (batch,), generator=g)
+    ok = torch.nonzero(lengths >= crop)[:, 0]
+    i = ok[torch.randint(0, len(ok), (batch,), generator=g)]
     starts = (torch.rand(batch, generator=g) * (lengths[i] - crop + 1).float()).long()
     return torch.stack([x[a, s : s + crop] for a, s in zip(i.tolist(), starts.tolist())])
 
