@@ -17,6 +17,7 @@ SUITE_MODULES = {
     "token-compression": "bench.suites.token_compression",
     "latent-reasoning": "bench.suites.latent_reasoning",
     "lm-tokens": "bench.suites.lm_tokens",
+    "motion": "bench.suites.motion",
 }
 
 
