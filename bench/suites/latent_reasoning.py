@@ -1,17 +1,23 @@
 """Suite ``latent-reasoning``: chain-of-thought against reasoning in latent space, same small models, same tasks.
 
 Models (``assets/reason``, ``tokenworks train reason-models --out assets/reason``): one small
-Llama per method (3 layers, d=96), trained here on a mix of the two tasks of
+Llama per method (3 layers, d=96), trained here on a mix of the three tasks of
 ``tokenworks.reason.tasks``: ``graph`` (ProsQA-style: is the person an X or a Y, following
-"A is B" facts among distractors; chains of 2-4 facts; two options, so chance is 50%) and
-``arith`` (chains of 2-6 operations on numbers 0..29). Held-out test problems (disjoint split).
+"A is B" facts among distractors; chains of 2-4 facts; two options, so chance is 50%),
+``pronto`` (ProntoQA-style deduction: "is bob [not] P ?" from is-a and property rules, chains
+of 2-4 rule applications, true/false) and ``arith`` (chains of 2-6 operations on numbers
+0..29). Held-out test problems (disjoint split).
 
 Methods (``tw.methods(kind="reasoner")`` on their models): ``no_cot`` (direct answer),
 ``cot`` (writes its steps), ``pause`` (6 pause tokens, trained with them), ``icot`` (CoT
 internalized stage by stage, no thoughts), ``coconut`` (P36: continuous thoughts, staged
 curriculum from the CoT model; one row per stage, the stage-k model thinking k x c times),
-``colar`` (P38: compressed latent chain; one row per compression factor c). Trivial rows: the
-majority answer of the train split (arith) and chance (graph, 0.5).
+``colar`` (P38: compressed latent chain; one row per compression factor c), ``hrpo`` (P37:
+the CoT model after GRPO with the hybrid gate, decoding with it) against ``grpo`` (the same
+GRPO without the latent path), ``system15`` (P39: shortcuts fitted on the frozen models; the
+depth shortcut on the CoT model and the step shortcut on the final Coconut model, one row per
+gate threshold, with ``depth_layer_fraction`` = layers run per fed token / all layers).
+Trivial rows: the majority answer of the train split (pronto, arith) and chance (graph, 0.5).
 
 Per method and task: ``accuracy`` (exact answer token), per chain length (rows with
 ``length``), ``latent_steps``, ``generated_tokens`` (all decoded tokens, answer and <eos>
@@ -60,6 +66,11 @@ def _row(method, paper, params, metrics, budget=None) -> dict:
     }  # fmt: skip
 
 
+def _paper(method: str) -> str | None:
+    """The paper of a row's method; ``grpo`` is P37's control (HRPO decoding without the latent path)."""
+    return None if method == "grpo" else tw.get(method).paper
+
+
 def _summary(recs: list[dict]) -> dict:
     n = len(recs)
     mean = lambda k: sum(r[k] for r in recs) / n  # noqa: E731
@@ -97,6 +108,18 @@ def _configs(models: dict, cfg, max_new: int) -> list[tuple[str, str, dict, obje
     head = models["colar"][1]
     for c in range(1, cfg.colar_max_c + 1):
         out.append(("colar", "colar", {"c": c}, tw.create("colar", c=c, head=head, latent_steps=48, max_new_tokens=max_new), head, c))
+    if "hrpo" in models:
+        out.append(("hrpo", "hrpo", {"rl_steps": cfg.rl_steps}, tw.create("hrpo", gate=models["hrpo"][1], max_new_tokens=max_new), None, None))
+        out.append(("grpo", "grpo", {"rl_steps": cfg.rl_steps}, tw.create("hrpo", latent=False, max_new_tokens=max_new), None, None))
+    if "system15" in models:
+        sc = models["system15"][1]
+        for t in (1.0, 0.95, 0.8, 0.5):
+            out.append(("system15", "cot", {"shortcut": "depth", "threshold": t},
+                        tw.create("system15", depth=sc["depth"], depth_threshold=t, max_new_tokens=max_new), None, None))  # fmt: skip
+        n = cfg.max_stage * cfg.c
+        for t in (1.0, 0.95, 0.8, 0.5):
+            out.append(("system15", f"coconut-stage{K}", {"shortcut": "step", "threshold": t, "thoughts": n},
+                        tw.create("system15", step_gate=sc["step"], step_threshold=t, latent_steps=n, max_new_tokens=max_new), None, None))  # fmt: skip
     return out
 
 
@@ -129,21 +152,26 @@ def run(ctx) -> list[dict]:
             secs = time.perf_counter() - t0
             frecs = evaluate(reasoner, model, tok, exs[: s["flops_n"]], c=c, batch_size=s["flops_n"], count_flops=True)
             m = _summary(recs)
+            if "depth_layers" in recs[0]:
+                m["depth_layer_fraction"] = sum(r["depth_layers"] for r in recs) / len(recs)
             m.update(flops_per_answer=sum(r["flops"] for r in frecs) / len(frecs), ms_per_answer=1000 * secs / len(exs))
             p = {"task": task, "model": mname, **params}
-            rows.append(_row(method, tw.get(method).paper, p, m, {"batch": len(exs)}))
-            per_problem[(task, mname, c)] = [r["correct"] for r in recs]
+            rows.append(_row(method, _paper(method), p, m, {"batch": len(exs)}))
+            per_problem[(task, method, mname, c, params.get("threshold"))] = [r["correct"] for r in recs]
             for length in sorted({r["length"] for r in recs}):
                 sub = [r for r in recs if r["length"] == length]
-                rows.append(_row(method, tw.get(method).paper, {**p, "length": length}, _summary(sub)))
+                rows.append(_row(method, _paper(method), {**p, "length": length}, _summary(sub)))
     rows += _coconut_verdict(rows, per_problem, K, judge, ctx.seed)
+    rows += _hrpo_verdict(rows, per_problem, cfg, judge, ctx.seed)
     rows += _probe(models[f"coconut-stage{K}"][0], tok, examples("graph", "test", s["n"]), cfg)
     return rows
 
 
 def _coconut_verdict(rows, per_problem, K, judge, seed) -> list[dict]:
+    from tokenworks.reason.tasks import TASKS
+
     out = []
-    for task in ("graph", "arith"):
+    for task in TASKS:
 
         def pick(method, **kw):
             return next((r for r in rows if r["method"] == method and r["params"].get("task") == task and "length" not in r["params"]
@@ -154,8 +182,8 @@ def _coconut_verdict(rows, per_problem, K, judge, seed) -> list[dict]:
             continue
         co, cot = main["coconut"]["metrics"], main["cot"]["metrics"]
         v = judge((co["reasoning_positions"], [co["accuracy"]]), [(cot["reasoning_positions"], [cot["accuracy"]])], x_higher_is_better=False)
-        co_correct = per_problem[(task, f"coconut-stage{K}", None)]
-        diff, lo, hi = _paired_ci(co_correct, per_problem[(task, "cot", None)], seed)
+        co_correct = per_problem[(task, "coconut", f"coconut-stage{K}", None, None)]
+        diff, lo, hi = _paired_ci(co_correct, per_problem[(task, "cot", "cot", None, None)], seed)
         trivial = next(r["metrics"]["accuracy"] for r in rows if r["method"] in ("chance", "majority-answer") and r["params"]["task"] == task)
         _, triv_lo, _ = _paired_ci(co_correct, [trivial] * len(co_correct), seed)
         fewer = co["reasoning_positions"] < cot["reasoning_positions"]
@@ -164,6 +192,26 @@ def _coconut_verdict(rows, per_problem, K, judge, seed) -> list[dict]:
             "positions_coconut": co["reasoning_positions"], "positions_cot": cot["reasoning_positions"],
             "verdict_rule": v.verdict, "beats_cot_beyond_sampling": bool(fewer and lo > 0),
             "trivial_accuracy": trivial, "coconut_above_trivial": bool(triv_lo > 0),
+        }))  # fmt: skip
+    return out
+
+
+def _hrpo_verdict(rows, per_problem, cfg, judge, seed) -> list[dict]:
+    """P37's claim: GRPO with the hybrid latent path beats GRPO without it (same start, same steps)."""
+    from tokenworks.reason.tasks import TASKS
+
+    out = []
+    for task in TASKS:
+        a = per_problem.get((task, "hrpo", "hrpo", None, None))
+        b = per_problem.get((task, "grpo", "grpo", None, None))
+        if a is None or b is None:
+            continue
+        diff, lo, hi = _paired_ci(a, b, seed)
+        acc_a, acc_b = sum(a) / len(a), sum(b) / len(b)
+        v = judge((0.0, [acc_a]), [(-1.0, [acc_b]), (1.0, [acc_b])])
+        out.append(_row("hrpo-vs-grpo", "P37", {"task": task, "claim": "hybrid latent GRPO beats token-only GRPO", "rl_steps": cfg.rl_steps}, {
+            "accuracy_hrpo": acc_a, "accuracy_grpo": acc_b, "accuracy_gap": diff, "gap_ci95_low": lo, "gap_ci95_high": hi,
+            "verdict_rule": v.verdict, "beats_grpo_beyond_sampling": bool(lo > 0), "n": len(a),
         }))  # fmt: skip
     return out
 

@@ -65,7 +65,7 @@ class _Recording(Coconut):
         super().__post_init__()
         self.seen_logits, self.seen_thoughts = [], []
 
-    def stop_thinking(self, logits):
+    def stop_thinking(self, logits, hidden=None):
         self.seen_logits.append(logits.clone())
         return None
 

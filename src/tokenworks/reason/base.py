@@ -50,6 +50,7 @@ class ReasonStats:
     row_forwards: list[int]  # forwards each row took part in until it finished
     flops: float | None = None  # whole call, all rows (FlopCounterMode)
     seconds: float = 0.0
+    extra: dict = field(default_factory=dict)  # method-specific counts (e.g. layers run by System-1.5)
 
 
 @dataclass
@@ -121,9 +122,21 @@ class Reasoner:
         state ``hidden`` (B, D); ``step`` (B,) counts the thoughts each row has had."""
         raise NotImplementedError(f"{type(self).__name__} does not define thought()")
 
-    def stop_thinking(self, logits: torch.Tensor) -> torch.Tensor | None:
-        """Rows (B,) bool that end their latent chain now (before ``latent_steps``); None: never."""
+    def stop_thinking(self, logits: torch.Tensor, hidden: torch.Tensor | None = None) -> torch.Tensor | None:
+        """Rows (B,) bool that end their latent chain now (before ``latent_steps``), from the
+        last position's ``logits`` (B, V) and last-layer ``hidden`` (B, D); None: never."""
         return None
+
+    def next_logits(self, model, out) -> torch.Tensor:
+        """Logits (B, V) the next token is chosen from (default: the last layer's)."""
+        return out.logits[:, -1]
+
+    def begin(self, batch: int) -> None:
+        """Called before each generation (a method resets its own counters here)."""
+
+    def extra_stats(self) -> dict:
+        """Method-specific statistics of the last generation (``ReasonStats.extra``)."""
+        return {}
 
     def token_input(self, model, tokens: torch.Tensor, logits: torch.Tensor, hidden: torch.Tensor | None,
                     in_chain: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:  # fmt: skip
@@ -177,6 +190,7 @@ class Reasoner:
         B = ids.shape[0]
         dev = ids.device
         emb = model.get_input_embeddings()
+        self.begin(B)
         hidden_needed = self.needs_hidden
         g = torch.Generator(device=dev).manual_seed(self.seed) if self.temperature > 0 else None
         chain_open = torch.ones(B, dtype=torch.bool, device=dev)
@@ -191,10 +205,10 @@ class Reasoner:
         tokens: list[list[int]] = [[] for _ in range(B)]
         pad_vec = emb(torch.tensor([pad], device=dev))[0]
         while True:
-            logits = out.logits[:, -1]  # (B, V)
+            logits = self.next_logits(model, out)  # (B, V)
             h = out.hidden_states[-1][:, -1] if hidden_needed else None  # (B, D)
             if self.latent_steps > 0:
-                stop = self.stop_thinking(logits)
+                stop = self.stop_thinking(logits, h)
                 if stop is not None:
                     phase = torch.where((phase == THINK) & stop.to(dev), torch.full_like(phase, CLOSE if self.end_token_id is not None else DECODE), phase)
             if g is None:
@@ -234,6 +248,6 @@ class Reasoner:
             phase = torch.where(close, torch.full_like(phase, DECODE), phase)
         stats = ReasonStats(
             latent_steps=n_latent.tolist(), generated_tokens=[len(t) for t in tokens], forwards=forwards,
-            row_forwards=row_forwards.tolist(),
+            row_forwards=row_forwards.tolist(), extra=self.extra_stats(),
         )  # fmt: skip
         return ReasonOutput(tokens=tokens, stats=stats)
