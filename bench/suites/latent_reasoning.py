@@ -19,6 +19,12 @@ depth shortcut on the CoT model and the step shortcut on the final Coconut model
 gate threshold, with ``depth_layer_fraction`` = layers run per fed token / all layers).
 Trivial rows: the majority answer of the train split (pronto, arith) and chance (graph, 0.5).
 
+Beside the tasks: ``cache-augmentation`` (P33: the reference LM's held-out perplexity on the
+next 1-32 tokens after a 64-token prefix, with and without 8 latents from the trained
+coprocessor appended to its cache, by distance) and ``lcm-mse`` / ``lcm-diffusion`` (P50:
+next-sentence-embedding prediction in MiniLM space on held-out prose, retrieval of the true
+next sentence among 10 and cosine, with ``copy-last-sentence`` as the trivial row).
+
 Per method and task: ``accuracy`` (exact answer token), per chain length (rows with
 ``length``), ``latent_steps``, ``generated_tokens`` (all decoded tokens, answer and <eos>
 included), ``reasoning_positions`` = latent steps + generated tokens - 2 (everything between
@@ -56,7 +62,9 @@ def _config():
 
 def _sizes(quick: bool) -> dict:
     # max_new: room for the longest CoT (6 arithmetic steps of 5 tokens, <eot>, answer, <eos>)
-    return dict(n=60, flops_n=8, max_new=40) if quick else dict(n=300, flops_n=16, max_new=40)
+    if quick:
+        return dict(n=60, flops_n=8, max_new=40, cop_windows=48, lcm_pairs=300)
+    return dict(n=300, flops_n=16, max_new=40, cop_windows=256, lcm_pairs=1000)
 
 
 def _row(method, paper, params, metrics, budget=None) -> dict:
@@ -100,8 +108,7 @@ def _configs(models: dict, cfg, max_new: int) -> list[tuple[str, str, dict, obje
         ("cot", "cot", {}, tw.create("cot", max_new_tokens=max_new), None, None),
         ("pause", "pause", {"pauses": cfg.pauses}, tw.create("pause", latent_steps=cfg.pauses, max_new_tokens=max_new), None, None),
     ]
-    for k in range(1, K + 1):
-        out.append(("icot", f"icot-stage{k}", {"stage": k}, tw.create("icot", max_new_tokens=max_new), None, None))
+    out.append(("icot", f"icot-stage{K}", {"stage": K}, tw.create("icot", max_new_tokens=max_new), None, None))
     for k in range(1, K + 1):
         n = min(k, cfg.max_stage) * cfg.c
         out.append(("coconut", f"coconut-stage{k}", {"stage": k, "thoughts": n}, tw.create("coconut", latent_steps=n, c=cfg.c, max_new_tokens=max_new), None, None))
@@ -164,6 +171,68 @@ def run(ctx) -> list[dict]:
     rows += _coconut_verdict(rows, per_problem, K, judge, ctx.seed)
     rows += _hrpo_verdict(rows, per_problem, cfg, judge, ctx.seed)
     rows += _probe(models[f"coconut-stage{K}"][0], tok, examples("graph", "test", s["n"]), cfg)
+    if "cache-coprocessor" in models:
+        rows += _cache_augmentation(models["cache-coprocessor"], cfg, s["cop_windows"])
+    if "lcm" in models:
+        rows += _lcm(models["lcm"][1], cfg, s["lcm_pairs"], ctx.seed)
+    return rows
+
+
+_BUCKETS = ((1, 1), (2, 4), (5, 8), (9, 16), (17, 32), (33, 64))
+
+
+@torch.no_grad()
+def _cache_augmentation(entry, cfg, n_windows: int) -> list[dict]:
+    """P33: held-out perplexity of the reference LM on the next 1 .. ahead tokens after a prefix,
+    with and without the coprocessor's latents appended to its cache, by distance bucket."""
+    import math
+
+    from tokenworks.data import load_prose
+    from tokenworks.models.lm import token_stream
+    from tokenworks.reason.cache_aug import nll_by_distance
+
+    dec, extra = entry
+    cop, rtok = extra["coprocessor"], extra["tokenizer"]
+    P, A = cfg.cop_prefix, cfg.cop_ahead
+    stream = token_stream(load_prose("test").documents, rtok)
+    W = P + A
+    n = min(n_windows, stream.numel() // W)
+    windows = stream[: n * W].view(n, W)
+    base, aug = nll_by_distance(dec, None, windows, P), nll_by_distance(dec, cop, windows, P)
+    rows = []
+    for lo, hi in _BUCKETS:
+        if lo > A:
+            break
+        b, a = base[lo - 1 : min(hi, A)].mean().item(), aug[lo - 1 : min(hi, A)].mean().item()
+        rows.append(_row("cache-augmentation", "P33", {"distance": f"{lo}-{min(hi, A)}", "k": cop.k, "prefix": P}, {
+            "ppl_without": math.exp(b), "ppl_with": math.exp(a), "ppl_ratio": math.exp(a - b), "n_windows": n,
+        }))  # fmt: skip
+    b, a = base.mean().item(), aug.mean().item()
+    rows.append(_row("cache-augmentation", "P33", {"distance": f"1-{A}", "k": cop.k, "prefix": P}, {
+        "ppl_without": math.exp(b), "ppl_with": math.exp(a), "ppl_ratio": math.exp(a - b), "n_windows": n,
+        "nll_by_distance_without": [round(x, 4) for x in base.tolist()], "nll_by_distance_with": [round(x, 4) for x in aug.tolist()],
+    }))  # fmt: skip
+    return rows
+
+
+@torch.no_grad()
+def _lcm(lcms: dict, cfg, n_pairs: int, seed: int) -> list[dict]:
+    """P50: next-sentence-embedding prediction on held-out prose, MSE regression vs diffusion,
+    against copying the last context sentence's embedding; retrieval among 10 and cosine."""
+    from tokenworks.reason.lcm import embed_sentences, next_sentence_pairs, retrieval_scores
+
+    ctxs, tgts = next_sentence_pairs("test", n_pairs, context=cfg.lcm_context)
+    uniq = sorted({s for c in ctxs for s in c} | set(tgts))
+    E = dict(zip(uniq, embed_sentences(uniq)))
+    X = torch.stack([torch.stack([E[s] for s in c]) for c in ctxs])
+    Y = torch.stack([E[s] for s in tgts])
+    preds = {"copy-last-sentence": X[:, -1], "lcm-mse": lcms["mse"].predict(X),
+             "lcm-diffusion": lcms["diffusion"].predict(X, torch.Generator().manual_seed(seed))}  # fmt: skip
+    rows = []
+    for name, pred in preds.items():
+        sc = retrieval_scores(pred, Y, candidates=10, seed=seed)
+        rows.append(_row(name, None if name.startswith("copy") else "P50", {"space": "minilm-l6", "candidates": 10, "context": cfg.lcm_context},
+                         {**sc, "n": len(tgts)}))  # fmt: skip
     return rows
 
 

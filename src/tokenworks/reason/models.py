@@ -67,6 +67,14 @@ class ReasonModelConfig:
     rl_group: int = 8
     rl_questions: int = 4
     rl_lr: float = 1e-4
+    cop_k: int = 8  # P33: latents the coprocessor appends to the reference LM's cache
+    cop_steps: int = 300
+    cop_prefix: int = 64
+    cop_ahead: int = 32
+    cop_train_bytes: int = 2_000_000
+    lcm_pairs: int = 2000  # P50: (context, next sentence) train pairs from the prose corpus
+    lcm_context: int = 4
+    lcm_steps: int = 1500
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -82,6 +90,9 @@ class ReasonModelConfig:
             check_int(k, getattr(self, k), min=1)
         check_int("rl_group", self.rl_group, min=2, max=256)
         check_float("rl_lr", self.rl_lr, min=0.0, min_open=True)
+        check_int("cop_k", self.cop_k, min=1, max=256)
+        for k in ("cop_steps", "cop_prefix", "cop_ahead", "cop_train_bytes", "lcm_pairs", "lcm_context", "lcm_steps"):
+            check_int(k, getattr(self, k), min=1)
         self.mix = tuple(self.mix)
         if len(self.mix) != len(TASKS) or any(not isinstance(m, int) or m < 0 for m in self.mix) or not any(self.mix):
             raise ValueError(f"mix: expected {len(TASKS)} non-negative integers (one per task of {TASKS}), not all 0, got {self.mix}")
@@ -97,12 +108,13 @@ class ReasonModelConfig:
 def tiny_config() -> ReasonModelConfig:
     return ReasonModelConfig(hidden_size=16, layers=1, heads=2, intermediate_size=32, train_pool=40, batch_size=4, steps=3,
                              baseline_steps=2, stage_steps=2, max_stage=2, colar_steps=2, colar_max_c=2, pauses=2, rl_steps=2,
-                             rl_group=2, rl_questions=2)  # fmt: skip
+                             rl_group=2, rl_questions=2, cop_k=2, cop_steps=2, cop_prefix=16, cop_ahead=8,
+                             cop_train_bytes=20_000, lcm_pairs=12, lcm_steps=2)  # fmt: skip
 
 
 def model_names(config: ReasonModelConfig) -> list[str]:
     stages = range(1, config.max_stage + 2)
-    return ["cot", "no_cot", "pause", *(f"coconut-stage{k}" for k in stages), *(f"icot-stage{k}" for k in stages), "colar", "hrpo",
+    return ["cot", "no_cot", "pause", *(f"coconut-stage{k}" for k in stages), f"icot-stage{config.max_stage + 1}", "colar", "hrpo",
             "grpo"]  # fmt: skip
 
 
@@ -280,7 +292,8 @@ def train_reason_models(out: str | Path, config: ReasonModelConfig | None = None
             name = f"{method}-stage{k}"
             losses[name] = _sft(m, config, pools, tok, steps=config.stage_steps, lr=config.stage_lr, desc=name, run_dir=sub(name),
                                 make=lambda e, skip=skip, n=n: encode(e, tok, n_latent=n, skip=skip), n_latent=n, device=device)  # fmt: skip
-            save(name, m)
+            if method == "coconut" or k == config.max_stage + 1:  # iCoT: only the final model is kept (asset budget)
+                save(name, m)
     if want("colar"):
         m = copy.deepcopy(cot)
         head, losses["colar"] = _colar(m, config, pools, tok, sub("colar"), device)
@@ -313,6 +326,30 @@ def train_reason_models(out: str | Path, config: ReasonModelConfig | None = None
         (out / "system15").mkdir(parents=True, exist_ok=True)
         for fname, module in (("depth_exit.safetensors", depth), ("step_gate.safetensors", step)):
             save_tensors(out / "system15" / fname, {k: (v.cpu().half() if fp16 else v.cpu()) for k, v in module.state_dict().items()})
+    if want("cache_aug"):
+        from tokenworks.models import reference_lm
+        from tokenworks.reason.cache_aug import train_coprocessor
+
+        dec, rtok = reference_lm(train_if_missing=False)
+        cop, losses["cache_coprocessor"] = train_coprocessor(
+            dec, rtok, k=config.cop_k, prefix_len=config.cop_prefix, ahead=config.cop_ahead, steps=config.cop_steps,
+            batch_size=config.batch_size // 2, seed=config.seed, train_bytes=config.cop_train_bytes, run_dir=sub("cache_aug"),
+        )  # fmt: skip
+        (out / "cache-coprocessor").mkdir(parents=True, exist_ok=True)
+        save_tensors(out / "cache-coprocessor" / "coprocessor.safetensors",
+                     {k: (v.cpu().half() if fp16 else v.cpu()) for k, v in cop.state_dict().items()})  # fmt: skip
+    if want("lcm"):
+        from tokenworks.reason.lcm import embed_sentences, next_sentence_pairs, train_concept_model
+
+        ctxs, tgts = next_sentence_pairs("train", config.lcm_pairs, context=config.lcm_context)
+        uniq = sorted({s for c in ctxs for s in c} | set(tgts))
+        E = dict(zip(uniq, embed_sentences(uniq)))
+        X = torch.stack([torch.stack([E[s] for s in c]) for c in ctxs])
+        Y = torch.stack([E[s] for s in tgts])
+        (out / "lcm").mkdir(parents=True, exist_ok=True)
+        for kind in ("mse", "diffusion"):
+            lm = train_concept_model(kind, X, Y, steps=config.lcm_steps, seed=config.seed)
+            save_tensors(out / "lcm" / f"{kind}.safetensors", {k: (v.cpu().half() if fp16 else v.cpu()) for k, v in lm.state_dict().items()})
     info = {"losses": losses, "params": sum(p.numel() for p in cot.parameters()), "models": model_names(config)}
     write_model_info(out, asdict(config), **info)
     return info
@@ -349,6 +386,25 @@ def _load_dir(path: str) -> dict:
             shortcuts[key].load_state_dict({k: v.float() for k, v in load_tensors(root / "system15" / fname).items()})
             shortcuts[key].eval()
         out["system15"] = (None, shortcuts)
+    if (root / "lcm").is_dir():  # P50's next-sentence-embedding models
+        from tokenworks.reason.lcm import ConceptModel
+
+        lcms = {}
+        for kind in ("mse", "diffusion"):
+            sd = {k: v.float() for k, v in load_tensors(root / "lcm" / f"{kind}.safetensors").items()}
+            lm = ConceptModel(kind, context=sd["net.0.weight"].shape[1] // 384 if kind == "mse" else (sd["net.0.weight"].shape[1] - 384 - 32) // 384)
+            lm.load_state_dict(sd)
+            lcms[kind] = lm.eval()
+        out["lcm"] = (None, lcms)
+    if (root / "cache-coprocessor").is_dir():  # P33's coprocessor for the reference LM (its decoder)
+        from tokenworks.models import reference_lm
+        from tokenworks.reason.cache_aug import CacheCoprocessor
+
+        dec, rtok = reference_lm(train_if_missing=False)
+        sd = {k: v.float() for k, v in load_tensors(root / "cache-coprocessor" / "coprocessor.safetensors").items()}
+        cop = CacheCoprocessor(dec, sd["soft"].shape[0])
+        cop.load_state_dict(sd)
+        out["cache-coprocessor"] = (dec, {"coprocessor": cop.eval(), "tokenizer": rtok})
     return {"models": out, "tokenizer": AutoTokenizer.from_pretrained(root / "cot")}
 
 
