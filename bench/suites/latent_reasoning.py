@@ -375,5 +375,41 @@ def plots(rows: list[dict], out_dir) -> list[tuple[str, str]]:
 
     f1 = _figure(tasks, pareto, "reasoning positions per answer", out_dir, "latent_reasoning_accuracy_vs_tokens.png")
     f2 = _figure(tasks, by_length, "chain length (reasoning steps)", out_dir, "latent_reasoning_accuracy_vs_length.png")
-    return [("Latent reasoning: accuracy vs reasoning positions per answer (one point per method; Coconut by stage, CoLaR by c)", f1),
+    made = [("Latent reasoning: accuracy vs reasoning positions per answer (one point per method; Coconut by stage, CoLaR by c)", f1),
             ("Latent reasoning: accuracy vs chain length (held-out problems)", f2)]  # fmt: skip
+    s15 = [r for r in main if r["method"] == "system15"]
+    if s15:
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+        for ax, (shortcut, key, label) in zip(axes, (("depth", "depth_layer_fraction", "layers run per fed token / all layers"),
+                                                     ("step", "latent_steps", "continuous thoughts per answer"))):  # fmt: skip
+            for i, task in enumerate(tasks):
+                pts = sorted((r["metrics"].get(key, 1.0), r["metrics"]["accuracy"]) for r in s15 if r["params"]["shortcut"] == shortcut and r["params"]["task"] == task)
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", color=f"C{i}", label=task)
+            ax.set_xlabel(label)
+            ax.set_ylabel("accuracy")
+            ax.set_title(f"System-1.5 {shortcut} shortcut (thresholds 1.0 .. 0.5)")
+        axes[0].legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out_dir / "latent_reasoning_system15.png", dpi=100)
+        plt.close(fig)
+        made.append(("System-1.5: accuracy vs compute kept (depth: CoT model; steps: final Coconut model)", "latent_reasoning_system15.png"))
+    cop = next((r for r in rows if r["method"] == "cache-augmentation" and "nll_by_distance_with" in r["metrics"]), None)
+    if cop is not None:
+        import math
+
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(5.5, 3.8))
+        for key, label in (("nll_by_distance_without", "reference LM"), ("nll_by_distance_with", f"+ {cop['params']['k']} latents (P33)")):
+            v = cop["metrics"][key]
+            ax.plot(range(1, len(v) + 1), [math.exp(x) for x in v], "o-", ms=3, label=label)
+        ax.set_xlabel("distance from the augmentation (tokens)")
+        ax.set_ylabel("perplexity")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out_dir / "latent_reasoning_cache_augmentation.png", dpi=100)
+        plt.close(fig)
+        made.append(("P33 cache augmentation: held-out perplexity by distance, with and without latents", "latent_reasoning_cache_augmentation.png"))
+    return made

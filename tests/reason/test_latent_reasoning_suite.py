@@ -29,7 +29,7 @@ def test_quick_run_on_tiny_models(tmp_path, monkeypatch):
     monkeypatch.setenv("TOKENWORKS_PROGRESS", "0")
     load_reason_models(tiny_config(), train_if_missing=True)
     monkeypatch.setattr(suite, "_config", tiny_config)
-    monkeypatch.setattr(suite, "_sizes", lambda quick: dict(n=6, flops_n=2, max_new=4))
+    monkeypatch.setattr(suite, "_sizes", lambda quick: dict(n=6, flops_n=2, max_new=4, cop_windows=4, lcm_pairs=12))
     rows = suite.run(Context(quick=True, out_dir=tmp_path))
     main = [r for r in rows if "length" not in r["params"] and "reasoning_positions" in r["metrics"]]
     for task in ("graph", "pronto", "arith"):
@@ -47,6 +47,7 @@ def test_quick_run_on_tiny_models(tmp_path, monkeypatch):
     assert all(0 < r["metrics"]["depth_layer_fraction"] <= 1 for r in s15)
     assert any(r["method"] == "coconut-probe" for r in rows)
     made = suite.plots(rows, tmp_path)
-    assert len(made) == 2 and all((tmp_path / f).is_file() for _, f in made)
+    assert len(made) >= 3 and all((tmp_path / f).is_file() for _, f in made)
+    assert {r["method"] for r in rows} >= {"cache-augmentation", "lcm-mse", "lcm-diffusion", "copy-last-sentence"}
     assert suite.headline("coconut", rows)
     assert model_names(tiny_config())

@@ -16,6 +16,12 @@ The cache is reused across thoughts, so no prefix is recomputed (the official Co
 recomputes the whole prefix at every generation step). With ``latent_steps = 0`` nothing is
 fed but tokens: the output equals the model's own greedy ``generate`` (tested).
 
+Hooks a method may override: ``thought`` (the next latent input), ``stop_thinking`` (end the
+latent chain early, from the logits and hidden state), ``token_input`` (the input after a
+decoded token; HRPO mixes in a latent there), ``next_logits`` (the logits a token is chosen
+from; System-1.5 exits early there), ``begin`` / ``extra_stats`` (method counters). With
+``temperature > 0`` tokens are sampled (seeded), for RL rollouts.
+
 Statistics (:class:`ReasonStats`): latent steps and generated tokens per row, batched forwards
 (prefill included) and per-row forwards until the row finished, FLOPs counted by
 ``torch.utils.flop_counter.FlopCounterMode`` over the whole call (``count_flops=True``; the

@@ -40,7 +40,7 @@ class CacheCoprocessor(nn.Module):
 
         check_int("k", k, min=0, max=512)
         cfg = copy.deepcopy(decoder.config)
-        cfg.vocab_size = 1  # inputs are the soft tokens only
+        cfg.vocab_size, cfg.pad_token_id = 1, None  # inputs are the soft tokens only
         self.body = LlamaModel(cfg)
         own = self.body.state_dict()
         for name, t in decoder.model.state_dict().items():

@@ -1,20 +1,32 @@
-"""The latent-reasoning family's models: one small Llama per method, trained here on both tasks.
+"""The latent-reasoning family's models: one small Llama per method, trained here on the tasks.
 
-All start from the same architecture (``ReasonModelConfig``) and the same training mix (half
-``graph``, half ``arith`` examples per batch, drawn from fixed train pools), with the project's
-training loop (progress bar, atomic checkpoints, resume):
+All start from the same architecture (``ReasonModelConfig``) and the same training mix
+(``mix``: two ``graph`` examples for one ``pronto`` and one ``arith`` in every batch, drawn
+from fixed train pools), with the project's training loop (progress bar, atomic
+checkpoints, resume):
 
-- ``cot``: from scratch on ``question <bot> steps <eot> answer <eos>``;
-- ``no_cot``: from scratch, same steps, on ``question <bot> <eot> answer <eos>``;
-- ``pause``: from scratch, same steps, ``pauses`` ``<pause>`` tokens after ``<bot>``;
+- ``cot``: from scratch on ``question <bot> steps <eot> answer <eos>`` (2500 steps, lr 2e-3:
+  the earlier 1000 steps at 1e-3 left the graph task below chance);
+- ``no_cot``: from ``cot``, ``baseline_steps`` on ``question <bot> <eot> answer <eos>``;
+- ``pause``: from ``cot``, ``baseline_steps`` with ``pauses`` ``<pause>`` tokens after ``<bot>``;
 - ``coconut-stage{k}`` (P36): from ``cot``, stage by stage (k = 1 .. max_stage + 1), each stage
   starting from the previous one with a fresh optimizer; ``k * c`` thoughts replace the first
   k steps (all steps after the last stage);
-- ``icot-stage{k}``: the same schedule with no thoughts (stepwise internalization);
-- ``colar`` (P38): from ``cot`` with a latent head, ``c`` drawn in 1..``colar_max_c`` per example.
+- ``icot-stage{K}``: the same schedule with no thoughts (stepwise internalization); only the
+  final stage is kept;
+- ``colar`` (P38): from ``cot`` with a latent head, ``c`` drawn in 1..``colar_max_c`` per example;
+- ``hrpo`` (P37) and ``grpo``: from ``cot``, ``rl_steps`` GRPO updates with and without the
+  hybrid latent gate (``hybrid_gate.safetensors``);
+- ``system15/`` (P39): depth-exit adapters and gates fitted on ``cot``, the step gate on the
+  final Coconut model;
+- ``cache-coprocessor/`` (P33): the coprocessor of the frozen reference LM (``assets/reference-lm``);
+- ``lcm/`` (P50): the MSE and diffusion next-sentence-embedding models (MiniLM space).
+
+Baselines ``no_cot`` and ``pause`` start from ``cot`` (not from scratch) so that every row has
+seen the same CoT data; the comparison isolates how the answer is produced.
 
 ``train_reason_models(out)`` writes each as a Hugging Face folder ``out/<name>`` (weights as
-safetensors, the word-level tokenizer, CoLaR's head in ``latent_head.safetensors``) and
+safetensors, the word-level tokenizer, extra modules as safetensors) and
 ``out/tokenworks.json`` with the recipe's fingerprint. Reproduce the committed models::
 
     tokenworks train reason-models --out assets/reason
@@ -238,7 +250,8 @@ def _colar(model, config, pools, tok, run_dir, device="cpu") -> tuple[torch.nn.M
 def train_reason_models(out: str | Path, config: ReasonModelConfig | None = None, *, run_dir: str | Path | None = None,
                         fp16: bool = True, device: str = "cpu", only: tuple[str, ...] | None = None) -> dict:  # fmt: skip
     """Train every model of :func:`model_names` into ``out/<name>`` (see the module docstring);
-    ``only`` ("cot", "no_cot", "pause", "coconut", "icot", "colar", "hrpo") trains a part (the parts
+    ``only`` ("cot", "no_cot", "pause", "coconut", "icot", "colar", "hrpo", "system15",
+    "cache_aug", "lcm") trains a part (the parts
     that need ``cot`` resume it from ``run_dir``)."""
     import copy
 
