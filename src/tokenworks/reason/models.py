@@ -5,8 +5,10 @@ All start from the same architecture (``ReasonModelConfig``) and the same traini
 from fixed train pools), with the project's training loop (progress bar, atomic
 checkpoints, resume):
 
-- ``cot``: from scratch on ``question <bot> steps <eot> answer <eos>`` (2500 steps, lr 2e-3:
-  the earlier 1000 steps at 1e-3 left the graph task below chance);
+- ``cot``: from scratch on ``question <bot> steps <eot> answer <eos>``: 2500 steps at lr 2e-3,
+  then ``cot_extra_steps`` at ``stage_lr`` with a fresh optimizer (the earlier 1000 steps at
+  1e-3 left the graph task below chance; after 2500 the model wrote well-formed chains but
+  still misread which facts the context states);
 - ``no_cot``: from ``cot``, ``baseline_steps`` on ``question <bot> <eot> answer <eos>``;
 - ``pause``: from ``cot``, ``baseline_steps`` with ``pauses`` ``<pause>`` tokens after ``<bot>``;
 - ``coconut-stage{k}`` (P36): from ``cot``, stage by stage (k = 1 .. max_stage + 1), each stage
@@ -67,6 +69,7 @@ class ReasonModelConfig:
     batch_size: int = 32
     steps: int = 2500  # cot, from scratch
     lr: float = 2e-3
+    cot_extra_steps: int = 1500  # cot, a second phase with a fresh optimizer at stage_lr
     baseline_steps: int = 500  # no_cot and pause, from cot
     pauses: int = 6
     c: int = 1  # Coconut thoughts per step
@@ -98,6 +101,7 @@ class ReasonModelConfig:
         check_int("intermediate_size", self.intermediate_size, min=1)
         check_int("train_pool", self.train_pool, min=2)
         check_int("batch_size", self.batch_size, min=2)
+        check_int("cot_extra_steps", self.cot_extra_steps, min=0)
         for k in ("steps", "baseline_steps", "stage_steps", "colar_steps", "rl_steps", "rl_questions"):
             check_int(k, getattr(self, k), min=1)
         check_int("rl_group", self.rl_group, min=2, max=256)
@@ -284,6 +288,9 @@ def train_reason_models(out: str | Path, config: ReasonModelConfig | None = None
     cot = fresh()
     if only is None or set(only) & {"cot", "no_cot", "pause", "coconut", "icot", "colar", "hrpo", "system15"}:
         losses["cot"] = _sft(cot, config, pools, tok, desc="cot", run_dir=sub("cot"), make=lambda e: encode(e, tok), **common)
+        if config.cot_extra_steps:
+            losses["cot"] = _sft(cot, config, pools, tok, steps=config.cot_extra_steps, lr=config.stage_lr, desc="cot (phase 2)",
+                                 run_dir=sub("cot-2"), make=lambda e: encode(e, tok), device=device)  # fmt: skip
         save("cot", cot)
     base = dict(steps=config.baseline_steps, lr=config.stage_lr, device=device)
     if want("no_cot"):
