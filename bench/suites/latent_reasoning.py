@@ -313,7 +313,22 @@ def _probe(model, tok, exs, cfg) -> list[dict]:
 
 
 def headline(method: str, rows: list[dict]) -> str | None:
+    if method == "lcm":
+        got = {r["method"]: r["metrics"] for r in rows if r["method"] in ("lcm-mse", "lcm-diffusion", "copy-last-sentence")}
+        if len(got) < 3:
+            return None
+        return (f"next-sentence retrieval@10 {got['lcm-diffusion']['retrieval_top1']:.0%} (diffusion) vs {got['lcm-mse']['retrieval_top1']:.0%} "
+                f"(MSE), copy-last {got['copy-last-sentence']['retrieval_top1']:.0%}; cosine {got['lcm-diffusion']['cosine']:.2f} vs "
+                f"{got['lcm-mse']['cosine']:.2f}")  # fmt: skip
+    if method == "cache-augmentation":
+        r = next((r for r in rows if r["method"] == method and "nll_by_distance_with" in r["metrics"]), None)
+        if r is None:
+            return None
+        m = r["metrics"]
+        return f"ppl of the next {r['params']['distance']} tokens {m['ppl_with']:.1f} with {r['params']['k']} latents vs {m['ppl_without']:.1f} without"
     main = [r for r in rows if r["method"] == method and "length" not in r["params"] and "accuracy" in r["metrics"]]
+    if method == "system15":
+        main = [r for r in main if r["params"].get("threshold") == 0.8 and r["params"].get("shortcut") == "depth"]
     if method == "coconut":
         K = max((r["params"].get("stage", 0) for r in main), default=0)
         main = [r for r in main if r["params"].get("stage") == K]
