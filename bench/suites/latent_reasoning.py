@@ -19,7 +19,7 @@ depth shortcut on the CoT model and the step shortcut on the final Coconut model
 gate threshold, with ``depth_layer_fraction`` = layers run per fed token / all layers).
 Trivial rows: the majority answer of the train split (pronto, arith) and chance (graph, 0.5).
 
-Beside the tasks: ``cache-augmentation`` (P33: the reference LM's held-out perplexity on the
+Beside the tasks: ``cache-aug`` (P33: the reference LM's held-out perplexity on the
 next 1-32 tokens after a 64-token prefix, with and without 8 latents from the trained
 coprocessor appended to its cache, by distance) and ``lcm-mse`` / ``lcm-diffusion`` (P50:
 next-sentence-embedding prediction in MiniLM space on held-out prose, retrieval of the true
@@ -204,11 +204,11 @@ def _cache_augmentation(entry, cfg, n_windows: int) -> list[dict]:
         if lo > A:
             break
         b, a = base[lo - 1 : min(hi, A)].mean().item(), aug[lo - 1 : min(hi, A)].mean().item()
-        rows.append(_row("cache-augmentation", "P33", {"distance": f"{lo}-{min(hi, A)}", "k": cop.k, "prefix": P}, {
+        rows.append(_row("cache-aug", "P33", {"distance": f"{lo}-{min(hi, A)}", "k": cop.k, "prefix": P}, {
             "ppl_without": math.exp(b), "ppl_with": math.exp(a), "ppl_ratio": math.exp(a - b), "n_windows": n,
         }))  # fmt: skip
     b, a = base.mean().item(), aug.mean().item()
-    rows.append(_row("cache-augmentation", "P33", {"distance": f"1-{A}", "k": cop.k, "prefix": P}, {
+    rows.append(_row("cache-aug", "P33", {"distance": f"1-{A}", "k": cop.k, "prefix": P}, {
         "ppl_without": math.exp(b), "ppl_with": math.exp(a), "ppl_ratio": math.exp(a - b), "n_windows": n,
         "nll_by_distance_without": [round(x, 4) for x in base.tolist()], "nll_by_distance_with": [round(x, 4) for x in aug.tolist()],
     }))  # fmt: skip
@@ -320,7 +320,7 @@ def headline(method: str, rows: list[dict]) -> str | None:
         return (f"next-sentence retrieval@10 {got['lcm-diffusion']['retrieval_top1']:.0%} (diffusion) vs {got['lcm-mse']['retrieval_top1']:.0%} "
                 f"(MSE), copy-last {got['copy-last-sentence']['retrieval_top1']:.0%}; cosine {got['lcm-diffusion']['cosine']:.2f} vs "
                 f"{got['lcm-mse']['cosine']:.2f}")  # fmt: skip
-    if method == "cache-augmentation":
+    if method == "cache-aug":
         r = next((r for r in rows if r["method"] == method and "nll_by_distance_with" in r["metrics"]), None)
         if r is None:
             return None
@@ -410,7 +410,7 @@ def plots(rows: list[dict], out_dir) -> list[tuple[str, str]]:
         fig.savefig(out_dir / "latent_reasoning_system15.png", dpi=100)
         plt.close(fig)
         made.append(("System-1.5: accuracy vs compute kept (depth: CoT model; steps: final Coconut model)", "latent_reasoning_system15.png"))
-    cop = next((r for r in rows if r["method"] == "cache-augmentation" and "nll_by_distance_with" in r["metrics"]), None)
+    cop = next((r for r in rows if r["method"] == "cache-aug" and "nll_by_distance_with" in r["metrics"]), None)
     if cop is not None:
         import math
 

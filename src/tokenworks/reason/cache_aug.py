@@ -30,7 +30,7 @@ from tokenworks.registry import register
 __all__ = ["CacheCoprocessor", "augmented_logits", "train_coprocessor"]
 
 
-@register("cache-augmentation", paper="P33", kind="cache_coprocessor")
+@register("cache-aug", paper="P33", kind="cache_coprocessor")
 class CacheCoprocessor(nn.Module):
     """``k`` soft tokens and a copy of the decoder's layers (a ``LlamaModel``, embeddings unused)."""
 
