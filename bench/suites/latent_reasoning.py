@@ -1,17 +1,29 @@
 """Suite ``latent-reasoning``: chain-of-thought against reasoning in latent space, same small models, same tasks.
 
 Models (``assets/reason``, ``tokenworks train reason-models --out assets/reason``): one small
-Llama per method (3 layers, d=96), trained here on a mix of the two tasks of
+Llama per method (3 layers, d=96), trained here on a mix of the three tasks of
 ``tokenworks.reason.tasks``: ``graph`` (ProsQA-style: is the person an X or a Y, following
-"A is B" facts among distractors; chains of 2-4 facts; two options, so chance is 50%) and
-``arith`` (chains of 2-6 operations on numbers 0..29). Held-out test problems (disjoint split).
+"A is B" facts among distractors; chains of 2-4 facts; two options, so chance is 50%),
+``pronto`` (ProntoQA-style deduction: "is bob [not] P ?" from is-a and property rules, chains
+of 2-4 rule applications, true/false) and ``arith`` (chains of 2-6 operations on numbers
+0..29). Held-out test problems (disjoint split).
 
 Methods (``tw.methods(kind="reasoner")`` on their models): ``no_cot`` (direct answer),
 ``cot`` (writes its steps), ``pause`` (6 pause tokens, trained with them), ``icot`` (CoT
 internalized stage by stage, no thoughts), ``coconut`` (P36: continuous thoughts, staged
 curriculum from the CoT model; one row per stage, the stage-k model thinking k x c times),
-``colar`` (P38: compressed latent chain; one row per compression factor c). Trivial rows: the
-majority answer of the train split (arith) and chance (graph, 0.5).
+``colar`` (P38: compressed latent chain; one row per compression factor c), ``hrpo`` (P37:
+the CoT model after GRPO with the hybrid gate, decoding with it) against ``grpo`` (the same
+GRPO without the latent path), ``system15`` (P39: shortcuts fitted on the frozen models; the
+depth shortcut on the CoT model and the step shortcut on the final Coconut model, one row per
+gate threshold, with ``depth_layer_fraction`` = layers run per fed token / all layers).
+Trivial rows: the majority answer of the train split (pronto, arith) and chance (graph, 0.5).
+
+Beside the tasks: ``cache-aug`` (P33: the reference LM's held-out perplexity on the
+next 1-32 tokens after a 64-token prefix, with and without 8 latents from the trained
+coprocessor appended to its cache, by distance) and ``lcm-mse`` / ``lcm-diffusion`` (P50:
+next-sentence-embedding prediction in MiniLM space on held-out prose, retrieval of the true
+next sentence among 10 and cosine, with ``copy-last-sentence`` as the trivial row).
 
 Per method and task: ``accuracy`` (exact answer token), per chain length (rows with
 ``length``), ``latent_steps``, ``generated_tokens`` (all decoded tokens, answer and <eos>
@@ -50,7 +62,9 @@ def _config():
 
 def _sizes(quick: bool) -> dict:
     # max_new: room for the longest CoT (6 arithmetic steps of 5 tokens, <eot>, answer, <eos>)
-    return dict(n=60, flops_n=8, max_new=40) if quick else dict(n=300, flops_n=16, max_new=40)
+    if quick:
+        return dict(n=60, flops_n=8, max_new=40, cop_windows=48, lcm_pairs=300)
+    return dict(n=300, flops_n=16, max_new=40, cop_windows=256, lcm_pairs=1000)
 
 
 def _row(method, paper, params, metrics, budget=None) -> dict:
@@ -58,6 +72,11 @@ def _row(method, paper, params, metrics, budget=None) -> dict:
         "family": "LAT", "method": method, "paper": paper, "params": params, "budget": budget or {},
         "metrics": {k: (round(v, 6) if isinstance(v, float) else v) for k, v in metrics.items()},
     }  # fmt: skip
+
+
+def _paper(method: str) -> str | None:
+    """The paper of a row's method; ``grpo`` is P37's control (HRPO decoding without the latent path)."""
+    return None if method == "grpo" else tw.get(method).paper
 
 
 def _summary(recs: list[dict]) -> dict:
@@ -89,14 +108,25 @@ def _configs(models: dict, cfg, max_new: int) -> list[tuple[str, str, dict, obje
         ("cot", "cot", {}, tw.create("cot", max_new_tokens=max_new), None, None),
         ("pause", "pause", {"pauses": cfg.pauses}, tw.create("pause", latent_steps=cfg.pauses, max_new_tokens=max_new), None, None),
     ]
-    for k in range(1, K + 1):
-        out.append(("icot", f"icot-stage{k}", {"stage": k}, tw.create("icot", max_new_tokens=max_new), None, None))
+    out.append(("icot", f"icot-stage{K}", {"stage": K}, tw.create("icot", max_new_tokens=max_new), None, None))
     for k in range(1, K + 1):
         n = min(k, cfg.max_stage) * cfg.c
         out.append(("coconut", f"coconut-stage{k}", {"stage": k, "thoughts": n}, tw.create("coconut", latent_steps=n, c=cfg.c, max_new_tokens=max_new), None, None))
     head = models["colar"][1]
     for c in range(1, cfg.colar_max_c + 1):
         out.append(("colar", "colar", {"c": c}, tw.create("colar", c=c, head=head, latent_steps=48, max_new_tokens=max_new), head, c))
+    if "hrpo" in models:
+        out.append(("hrpo", "hrpo", {"rl_steps": cfg.rl_steps}, tw.create("hrpo", gate=models["hrpo"][1], max_new_tokens=max_new), None, None))
+        out.append(("grpo", "grpo", {"rl_steps": cfg.rl_steps}, tw.create("hrpo", latent=False, max_new_tokens=max_new), None, None))
+    if "system15" in models:
+        sc = models["system15"][1]
+        for t in (1.0, 0.95, 0.8, 0.5):
+            out.append(("system15", "cot", {"shortcut": "depth", "threshold": t},
+                        tw.create("system15", depth=sc["depth"], depth_threshold=t, max_new_tokens=max_new), None, None))  # fmt: skip
+        n = cfg.max_stage * cfg.c
+        for t in (1.0, 0.95, 0.8, 0.5):
+            out.append(("system15", f"coconut-stage{K}", {"shortcut": "step", "threshold": t, "thoughts": n},
+                        tw.create("system15", step_gate=sc["step"], step_threshold=t, latent_steps=n, max_new_tokens=max_new), None, None))  # fmt: skip
     return out
 
 
@@ -129,21 +159,88 @@ def run(ctx) -> list[dict]:
             secs = time.perf_counter() - t0
             frecs = evaluate(reasoner, model, tok, exs[: s["flops_n"]], c=c, batch_size=s["flops_n"], count_flops=True)
             m = _summary(recs)
+            if "depth_layers" in recs[0]:
+                m["depth_layer_fraction"] = sum(r["depth_layers"] for r in recs) / len(recs)
             m.update(flops_per_answer=sum(r["flops"] for r in frecs) / len(frecs), ms_per_answer=1000 * secs / len(exs))
             p = {"task": task, "model": mname, **params}
-            rows.append(_row(method, tw.get(method).paper, p, m, {"batch": len(exs)}))
-            per_problem[(task, mname, c)] = [r["correct"] for r in recs]
+            rows.append(_row(method, _paper(method), p, m, {"batch": len(exs)}))
+            per_problem[(task, method, mname, c, params.get("threshold"))] = [r["correct"] for r in recs]
             for length in sorted({r["length"] for r in recs}):
                 sub = [r for r in recs if r["length"] == length]
-                rows.append(_row(method, tw.get(method).paper, {**p, "length": length}, _summary(sub)))
+                rows.append(_row(method, _paper(method), {**p, "length": length}, _summary(sub)))
     rows += _coconut_verdict(rows, per_problem, K, judge, ctx.seed)
+    rows += _hrpo_verdict(rows, per_problem, cfg, judge, ctx.seed)
     rows += _probe(models[f"coconut-stage{K}"][0], tok, examples("graph", "test", s["n"]), cfg)
+    if "cache-coprocessor" in models:
+        rows += _cache_augmentation(models["cache-coprocessor"], cfg, s["cop_windows"])
+    if "lcm" in models:
+        rows += _lcm(models["lcm"][1], cfg, s["lcm_pairs"], ctx.seed)
+    return rows
+
+
+_BUCKETS = ((1, 1), (2, 4), (5, 8), (9, 16), (17, 32), (33, 64))
+
+
+@torch.no_grad()
+def _cache_augmentation(entry, cfg, n_windows: int) -> list[dict]:
+    """P33: held-out perplexity of the reference LM on the next 1 .. ahead tokens after a prefix,
+    with and without the coprocessor's latents appended to its cache, by distance bucket."""
+    import math
+
+    from tokenworks.data import load_prose
+    from tokenworks.models.lm import token_stream
+    from tokenworks.reason.cache_aug import nll_by_distance
+
+    dec, extra = entry
+    cop, rtok = extra["coprocessor"], extra["tokenizer"]
+    P, A = cfg.cop_prefix, cfg.cop_ahead
+    stream = token_stream(load_prose("test").documents, rtok)
+    W = P + A
+    n = min(n_windows, stream.numel() // W)
+    windows = stream[: n * W].view(n, W)
+    base, aug = nll_by_distance(dec, None, windows, P), nll_by_distance(dec, cop, windows, P)
+    rows = []
+    for lo, hi in _BUCKETS:
+        if lo > A:
+            break
+        b, a = base[lo - 1 : min(hi, A)].mean().item(), aug[lo - 1 : min(hi, A)].mean().item()
+        rows.append(_row("cache-aug", "P33", {"distance": f"{lo}-{min(hi, A)}", "k": cop.k, "prefix": P}, {
+            "ppl_without": math.exp(b), "ppl_with": math.exp(a), "ppl_ratio": math.exp(a - b), "n_windows": n,
+        }))  # fmt: skip
+    b, a = base.mean().item(), aug.mean().item()
+    rows.append(_row("cache-aug", "P33", {"distance": f"1-{A}", "k": cop.k, "prefix": P}, {
+        "ppl_without": math.exp(b), "ppl_with": math.exp(a), "ppl_ratio": math.exp(a - b), "n_windows": n,
+        "nll_by_distance_without": [round(x, 4) for x in base.tolist()], "nll_by_distance_with": [round(x, 4) for x in aug.tolist()],
+    }))  # fmt: skip
+    return rows
+
+
+@torch.no_grad()
+def _lcm(lcms: dict, cfg, n_pairs: int, seed: int) -> list[dict]:
+    """P50: next-sentence-embedding prediction on held-out prose, MSE regression vs diffusion,
+    against copying the last context sentence's embedding; retrieval among 10 and cosine."""
+    from tokenworks.reason.lcm import embed_sentences, next_sentence_pairs, retrieval_scores
+
+    ctxs, tgts = next_sentence_pairs("test", n_pairs, context=cfg.lcm_context)
+    uniq = sorted({s for c in ctxs for s in c} | set(tgts))
+    E = dict(zip(uniq, embed_sentences(uniq)))
+    X = torch.stack([torch.stack([E[s] for s in c]) for c in ctxs])
+    Y = torch.stack([E[s] for s in tgts])
+    preds = {"copy-last-sentence": X[:, -1], "lcm-mse": lcms["mse"].predict(X),
+             "lcm-diffusion": lcms["diffusion"].predict(X, torch.Generator().manual_seed(seed))}  # fmt: skip
+    rows = []
+    for name, pred in preds.items():
+        sc = retrieval_scores(pred, Y, candidates=10, seed=seed)
+        rows.append(_row(name, None if name.startswith("copy") else "P50", {"space": "minilm-l6", "candidates": 10, "context": cfg.lcm_context},
+                         {**sc, "n": len(tgts)}))  # fmt: skip
     return rows
 
 
 def _coconut_verdict(rows, per_problem, K, judge, seed) -> list[dict]:
+    from tokenworks.reason.tasks import TASKS
+
     out = []
-    for task in ("graph", "arith"):
+    for task in TASKS:
 
         def pick(method, **kw):
             return next((r for r in rows if r["method"] == method and r["params"].get("task") == task and "length" not in r["params"]
@@ -154,8 +251,8 @@ def _coconut_verdict(rows, per_problem, K, judge, seed) -> list[dict]:
             continue
         co, cot = main["coconut"]["metrics"], main["cot"]["metrics"]
         v = judge((co["reasoning_positions"], [co["accuracy"]]), [(cot["reasoning_positions"], [cot["accuracy"]])], x_higher_is_better=False)
-        co_correct = per_problem[(task, f"coconut-stage{K}", None)]
-        diff, lo, hi = _paired_ci(co_correct, per_problem[(task, "cot", None)], seed)
+        co_correct = per_problem[(task, "coconut", f"coconut-stage{K}", None, None)]
+        diff, lo, hi = _paired_ci(co_correct, per_problem[(task, "cot", "cot", None, None)], seed)
         trivial = next(r["metrics"]["accuracy"] for r in rows if r["method"] in ("chance", "majority-answer") and r["params"]["task"] == task)
         _, triv_lo, _ = _paired_ci(co_correct, [trivial] * len(co_correct), seed)
         fewer = co["reasoning_positions"] < cot["reasoning_positions"]
@@ -164,6 +261,26 @@ def _coconut_verdict(rows, per_problem, K, judge, seed) -> list[dict]:
             "positions_coconut": co["reasoning_positions"], "positions_cot": cot["reasoning_positions"],
             "verdict_rule": v.verdict, "beats_cot_beyond_sampling": bool(fewer and lo > 0),
             "trivial_accuracy": trivial, "coconut_above_trivial": bool(triv_lo > 0),
+        }))  # fmt: skip
+    return out
+
+
+def _hrpo_verdict(rows, per_problem, cfg, judge, seed) -> list[dict]:
+    """P37's claim: GRPO with the hybrid latent path beats GRPO without it (same start, same steps)."""
+    from tokenworks.reason.tasks import TASKS
+
+    out = []
+    for task in TASKS:
+        a = per_problem.get((task, "hrpo", "hrpo", None, None))
+        b = per_problem.get((task, "grpo", "grpo", None, None))
+        if a is None or b is None:
+            continue
+        diff, lo, hi = _paired_ci(a, b, seed)
+        acc_a, acc_b = sum(a) / len(a), sum(b) / len(b)
+        v = judge((0.0, [acc_a]), [(-1.0, [acc_b]), (1.0, [acc_b])])
+        out.append(_row("hrpo-vs-grpo", "P37", {"task": task, "claim": "hybrid latent GRPO beats token-only GRPO", "rl_steps": cfg.rl_steps}, {
+            "accuracy_hrpo": acc_a, "accuracy_grpo": acc_b, "accuracy_gap": diff, "gap_ci95_low": lo, "gap_ci95_high": hi,
+            "verdict_rule": v.verdict, "beats_grpo_beyond_sampling": bool(lo > 0), "n": len(a),
         }))  # fmt: skip
     return out
 
@@ -196,7 +313,22 @@ def _probe(model, tok, exs, cfg) -> list[dict]:
 
 
 def headline(method: str, rows: list[dict]) -> str | None:
+    if method == "lcm":
+        got = {r["method"]: r["metrics"] for r in rows if r["method"] in ("lcm-mse", "lcm-diffusion", "copy-last-sentence")}
+        if len(got) < 3:
+            return None
+        return (f"next-sentence retrieval@10 {got['lcm-diffusion']['retrieval_top1']:.0%} (diffusion) vs {got['lcm-mse']['retrieval_top1']:.0%} "
+                f"(MSE), copy-last {got['copy-last-sentence']['retrieval_top1']:.0%}; cosine {got['lcm-diffusion']['cosine']:.2f} vs "
+                f"{got['lcm-mse']['cosine']:.2f}")  # fmt: skip
+    if method == "cache-aug":
+        r = next((r for r in rows if r["method"] == method and "nll_by_distance_with" in r["metrics"]), None)
+        if r is None:
+            return None
+        m = r["metrics"]
+        return f"ppl of the next {r['params']['distance']} tokens {m['ppl_with']:.1f} with {r['params']['k']} latents vs {m['ppl_without']:.1f} without"
     main = [r for r in rows if r["method"] == method and "length" not in r["params"] and "accuracy" in r["metrics"]]
+    if method == "system15":
+        main = [r for r in main if r["params"].get("threshold") == 0.8 and r["params"].get("shortcut") == "depth"]
     if method == "coconut":
         K = max((r["params"].get("stage", 0) for r in main), default=0)
         main = [r for r in main if r["params"].get("stage") == K]
@@ -258,5 +390,41 @@ def plots(rows: list[dict], out_dir) -> list[tuple[str, str]]:
 
     f1 = _figure(tasks, pareto, "reasoning positions per answer", out_dir, "latent_reasoning_accuracy_vs_tokens.png")
     f2 = _figure(tasks, by_length, "chain length (reasoning steps)", out_dir, "latent_reasoning_accuracy_vs_length.png")
-    return [("Latent reasoning: accuracy vs reasoning positions per answer (one point per method; Coconut by stage, CoLaR by c)", f1),
+    made = [("Latent reasoning: accuracy vs reasoning positions per answer (one point per method; Coconut by stage, CoLaR by c)", f1),
             ("Latent reasoning: accuracy vs chain length (held-out problems)", f2)]  # fmt: skip
+    s15 = [r for r in main if r["method"] == "system15"]
+    if s15:
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+        for ax, (shortcut, key, label) in zip(axes, (("depth", "depth_layer_fraction", "layers run per fed token / all layers"),
+                                                     ("step", "latent_steps", "continuous thoughts per answer"))):  # fmt: skip
+            for i, task in enumerate(tasks):
+                pts = sorted((r["metrics"].get(key, 1.0), r["metrics"]["accuracy"]) for r in s15 if r["params"]["shortcut"] == shortcut and r["params"]["task"] == task)
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", color=f"C{i}", label=task)
+            ax.set_xlabel(label)
+            ax.set_ylabel("accuracy")
+            ax.set_title(f"System-1.5 {shortcut} shortcut (thresholds 1.0 .. 0.5)")
+        axes[0].legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out_dir / "latent_reasoning_system15.png", dpi=100)
+        plt.close(fig)
+        made.append(("System-1.5: accuracy vs compute kept (depth: CoT model; steps: final Coconut model)", "latent_reasoning_system15.png"))
+    cop = next((r for r in rows if r["method"] == "cache-aug" and "nll_by_distance_with" in r["metrics"]), None)
+    if cop is not None:
+        import math
+
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(5.5, 3.8))
+        for key, label in (("nll_by_distance_without", "reference LM"), ("nll_by_distance_with", f"+ {cop['params']['k']} latents (P33)")):
+            v = cop["metrics"][key]
+            ax.plot(range(1, len(v) + 1), [math.exp(x) for x in v], "o-", ms=3, label=label)
+        ax.set_xlabel("distance from the augmentation (tokens)")
+        ax.set_ylabel("perplexity")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out_dir / "latent_reasoning_cache_augmentation.png", dpi=100)
+        plt.close(fig)
+        made.append(("P33 cache augmentation: held-out perplexity by distance, with and without latents", "latent_reasoning_cache_augmentation.png"))
+    return made

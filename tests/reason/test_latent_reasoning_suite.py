@@ -29,21 +29,26 @@ def test_quick_run_on_tiny_models(tmp_path, monkeypatch):
     monkeypatch.setenv("TOKENWORKS_PROGRESS", "0")
     load_reason_models(tiny_config(), train_if_missing=True)
     monkeypatch.setattr(suite, "_config", tiny_config)
-    monkeypatch.setattr(suite, "_sizes", lambda quick: dict(n=6, flops_n=2, max_new=4))
+    monkeypatch.setattr(suite, "_sizes", lambda quick: dict(n=6, flops_n=2, max_new=4, cop_windows=4, lcm_pairs=12))
     rows = suite.run(Context(quick=True, out_dir=tmp_path))
     main = [r for r in rows if "length" not in r["params"] and "reasoning_positions" in r["metrics"]]
-    for task in ("graph", "arith"):
+    for task in ("graph", "pronto", "arith"):
         got = {r["method"] for r in main if r["params"]["task"] == task}
-        assert got == {"no_cot", "cot", "pause", "icot", "coconut", "colar"}
+        assert got == {"no_cot", "cot", "pause", "icot", "coconut", "colar", "hrpo", "grpo", "system15"}
         for r in main:
             m = r["metrics"]
             assert 0 <= m["accuracy"] <= 1 and m["flops_per_answer"] > 0 and m["forwards"] >= 1
     stages = sorted(r["params"]["stage"] for r in main if r["method"] == "coconut" and r["params"]["task"] == "graph")
     assert stages == list(range(1, tiny_config().max_stage + 2))
     assert sorted(r["params"]["c"] for r in main if r["method"] == "colar" and r["params"]["task"] == "graph") == [1, 2]
-    assert {r["params"]["task"] for r in rows if r["method"] == "coconut-vs-cot"} == {"graph", "arith"}
+    assert {r["params"]["task"] for r in rows if r["method"] == "coconut-vs-cot"} == {"graph", "pronto", "arith"}
+    assert {r["params"]["task"] for r in rows if r["method"] == "hrpo-vs-grpo"} == {"graph", "pronto", "arith"}
+    s15 = [r for r in main if r["method"] == "system15" and r["params"]["shortcut"] == "depth"]
+    assert all(0 < r["metrics"]["depth_layer_fraction"] <= 1 for r in s15)
     assert any(r["method"] == "coconut-probe" for r in rows)
     made = suite.plots(rows, tmp_path)
-    assert len(made) == 2 and all((tmp_path / f).is_file() for _, f in made)
-    assert suite.headline("coconut", rows)
+    assert len(made) >= 3 and all((tmp_path / f).is_file() for _, f in made)
+    assert {r["method"] for r in rows} >= {"cache-aug", "lcm-mse", "lcm-diffusion", "copy-last-sentence"}
+    assert suite.headline("coconut", rows) and suite.headline("lcm", rows) and suite.headline("cache-aug", rows)
+    assert suite.headline("system15", rows) and suite.headline("hrpo", rows)
     assert model_names(tiny_config())

@@ -137,8 +137,9 @@ def test_tiny_reproduce_command_runs(tmp_path, monkeypatch):
     from tokenworks.reason.models import _load_dir, tiny_config, model_names
 
     d = _load_dir(str(out))
-    assert sorted(d["models"]) == sorted(model_names(tiny_config()))
-    assert d["models"]["colar"][1] is not None
+    assert sorted(d["models"]) == sorted([*model_names(tiny_config()), "system15", "cache-coprocessor", "lcm"])
+    assert d["models"]["colar"][1] is not None and d["models"]["hrpo"][1] is not None
+    assert set(d["models"]["system15"][1]) == {"depth", "step"} and set(d["models"]["lcm"][1]) == {"mse", "diffusion"}
     user = tmp_path / "mine"
     user.mkdir()
     (user / "notes.txt").write_text("keep")

@@ -5,7 +5,7 @@ import collections
 
 import pytest
 
-from tokenworks.reason.tasks import examples, reason_tokenizer
+from tokenworks.reason.tasks import PROPERTIES, examples, reason_tokenizer
 
 
 def _parse_graph(question: str):
@@ -62,6 +62,49 @@ def test_graph_answers_match_an_independent_search(split):
     assert {ex.length for ex in exs} == {2, 3, 4}
 
 
+def _deduce(question: str):
+    """Independent ProntoQA solver: parse the facts, close the person's set of concepts under
+    the "is-a" rules (fixed point), then read the property rules of every concept reached."""
+    facts_text, query = question.rsplit(" . ", 1)
+    isa, props, person_of = collections.defaultdict(set), collections.defaultdict(dict), {}
+    for fact in (facts_text + " .").split(" . "):
+        w = fact.strip(" .").split()
+        if not w:
+            continue
+        if len(w) == 4:  # A is not P
+            assert w[1:3] == ["is", "not"]
+            props[w[0]][w[3]] = False
+        elif w[2] in PROPERTIES:
+            props[w[0]][w[2]] = True
+        else:
+            isa[w[0]].add(w[2])
+    q = query.split()  # is PERSON [not] P ?
+    person, negated, prop = q[1], q[2] == "not", q[-2]
+    known = set(isa[person])
+    while True:
+        new = {b for a in known for b in isa[a]} - known
+        if not new:
+            break
+        known |= new
+    verdicts = {props[c][prop] for c in known if prop in props[c]}
+    assert len(verdicts) == 1, question  # exactly one (consistent) rule about P applies
+    holds = verdicts.pop()
+    return person, known, holds != negated
+
+
+def test_pronto_answers_match_forward_chaining():
+    exs = examples("pronto", "test", 90)
+    for ex in exs:
+        person, known, truth = _deduce(ex.question)
+        assert ex.answer == ("true" if truth else "false"), ex.question
+        for step in ex.steps[:-1]:  # each step concludes a concept the person belongs to
+            a, _, b = step.rstrip(" .").split()
+            assert a == person and b in known
+        assert ex.steps[-1].split()[0] == person
+    assert {ex.length for ex in exs} == {2, 3, 4}
+    assert 0.3 < sum(ex.answer == "true" for ex in exs) / len(exs) < 0.7
+
+
 def test_arith_answers_match_python_eval():
     exs = examples("arith", "test", 100)
     for ex in exs:
@@ -76,7 +119,7 @@ def test_arith_answers_match_python_eval():
     assert {ex.length for ex in exs} == set(range(2, 7))
 
 
-@pytest.mark.parametrize("task", ["graph", "arith"])
+@pytest.mark.parametrize("task", ["graph", "pronto", "arith"])
 def test_splits_are_disjoint_and_deterministic(task):
     tr = examples(task, "train", 600)
     te = examples(task, "test", 100)
@@ -89,7 +132,7 @@ def test_splits_are_disjoint_and_deterministic(task):
 
 def test_tokenizer_round_trips_every_example_word():
     tok = reason_tokenizer()
-    for ex in examples("graph", "test", 5) + examples("arith", "test", 5):
+    for ex in examples("graph", "test", 5) + examples("pronto", "test", 5) + examples("arith", "test", 5):
         text = " ".join([ex.question, *ex.steps, ex.answer])
         ids = tok.convert_tokens_to_ids(text.split())
         assert tok.unk_token_id not in ids

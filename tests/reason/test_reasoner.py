@@ -22,6 +22,10 @@ def _make(info, model, **kw):
         head = LatentHead(model.config.hidden_size)
         torch.nn.init.normal_(head.net[-1].weight, std=0.5)  # a head that is not zero
         opts["head"] = head
+    if "gate" in {f.name for f in fields(info.obj)}:
+        from tokenworks.reason.hrpo import HybridGate
+
+        opts["gate"] = HybridGate(model.config.hidden_size, r_min=0.5, r_max=0.9)  # a gate that mixes
     return info.create(**opts)
 
 
@@ -61,7 +65,7 @@ class _Recording(Coconut):
         super().__post_init__()
         self.seen_logits, self.seen_thoughts = [], []
 
-    def stop_thinking(self, logits):
+    def stop_thinking(self, logits, hidden=None):
         self.seen_logits.append(logits.clone())
         return None
 

@@ -18,8 +18,9 @@ def train_reason_models_cmd(
     device: Annotated[str, device_option()] = "cpu",
     overwrite: Annotated[bool, overwrite_option()] = False,
 ) -> None:
-    """Train the CoT, no-CoT, pause, Coconut (by stage), iCoT (by stage) and CoLaR models on the
-    graph and arithmetic tasks (resumable; checkpoints in the cache's runs/)."""
+    """Train the CoT, no-CoT, pause, Coconut (by stage), iCoT, CoLaR, HRPO and GRPO models on the
+    graph, ProntoQA-style and arithmetic tasks, System-1.5's shortcuts, the P33 cache coprocessor
+    and the P50 concept models (resumable; checkpoints in the cache's runs/)."""
     from dataclasses import asdict
 
     from tokenworks.io import atomic_dir, cache_dir, prepare_output

@@ -13,8 +13,12 @@ from tokenworks.reason.icot import StepwiseInternalization
 from tokenworks.reason.pause import PauseTokens
 from tokenworks.reason.coconut import Coconut
 from tokenworks.reason.colar import CoLaR, LatentHead, compress
+from tokenworks.reason.hrpo import HRPO, HybridGate, grpo_advantages
+from tokenworks.reason.system15 import DepthExit, StepGate, System15
+from tokenworks.reason.cache_aug import CacheCoprocessor
+from tokenworks.reason.lcm import ConceptModel
 
 __all__ = [
-    "ChainOfThought", "CoLaR", "Coconut", "LatentHead", "NoChainOfThought", "PauseTokens", "ReasonOutput",
-    "ReasonStats", "Reasoner", "StepwiseInternalization", "answer_of", "compress", "left_pad",
+    "CacheCoprocessor", "ChainOfThought", "CoLaR", "Coconut", "ConceptModel", "DepthExit", "HRPO", "HybridGate", "LatentHead", "NoChainOfThought", "PauseTokens", "ReasonOutput",
+    "ReasonStats", "Reasoner", "StepGate", "StepwiseInternalization", "System15", "answer_of", "compress", "grpo_advantages", "left_pad",
 ]  # fmt: skip

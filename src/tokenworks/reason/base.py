@@ -16,6 +16,12 @@ The cache is reused across thoughts, so no prefix is recomputed (the official Co
 recomputes the whole prefix at every generation step). With ``latent_steps = 0`` nothing is
 fed but tokens: the output equals the model's own greedy ``generate`` (tested).
 
+Hooks a method may override: ``thought`` (the next latent input), ``stop_thinking`` (end the
+latent chain early, from the logits and hidden state), ``token_input`` (the input after a
+decoded token; HRPO mixes in a latent there), ``next_logits`` (the logits a token is chosen
+from; System-1.5 exits early there), ``begin`` / ``extra_stats`` (method counters). With
+``temperature > 0`` tokens are sampled (seeded), for RL rollouts.
+
 Statistics (:class:`ReasonStats`): latent steps and generated tokens per row, batched forwards
 (prefill included) and per-row forwards until the row finished, FLOPs counted by
 ``torch.utils.flop_counter.FlopCounterMode`` over the whole call (``count_flops=True``; the
@@ -35,7 +41,7 @@ from typing import ClassVar
 
 import torch
 
-from tokenworks.checks import check_int
+from tokenworks.checks import check_float, check_int
 
 __all__ = ["ReasonOutput", "ReasonStats", "Reasoner", "answer_of", "left_pad"]
 
@@ -50,6 +56,7 @@ class ReasonStats:
     row_forwards: list[int]  # forwards each row took part in until it finished
     flops: float | None = None  # whole call, all rows (FlopCounterMode)
     seconds: float = 0.0
+    extra: dict = field(default_factory=dict)  # method-specific counts (e.g. layers run by System-1.5)
 
 
 @dataclass
@@ -99,12 +106,21 @@ class Reasoner:
     latent_steps: int = 0
     max_new_tokens: int = 64
     end_token_id: int | None = None
+    temperature: float = 0.0  # 0: greedy; > 0: tokens sampled at this temperature (RL rollouts)
+    seed: int = 0  # of the sampling generator
 
     def __post_init__(self) -> None:
         check_int("latent_steps", self.latent_steps, min=0, max=4096)
         check_int("max_new_tokens", self.max_new_tokens, min=1, max=1_000_000)
         if self.end_token_id is not None:
             check_int("end_token_id", self.end_token_id, min=0)
+        check_float("temperature", self.temperature, min=0.0, max=100.0)
+        check_int("seed", self.seed, min=0)
+
+    @property
+    def needs_hidden(self) -> bool:
+        """Whether the loop must return the last hidden states (latent steps or a hook using them)."""
+        return self.latent_steps > 0
 
     # -- the hooks ---------------------------------------------------------------------------
     def thought(self, model, hidden: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
@@ -112,9 +128,29 @@ class Reasoner:
         state ``hidden`` (B, D); ``step`` (B,) counts the thoughts each row has had."""
         raise NotImplementedError(f"{type(self).__name__} does not define thought()")
 
-    def stop_thinking(self, logits: torch.Tensor) -> torch.Tensor | None:
-        """Rows (B,) bool that end their latent chain now (before ``latent_steps``); None: never."""
+    def stop_thinking(self, logits: torch.Tensor, hidden: torch.Tensor | None = None) -> torch.Tensor | None:
+        """Rows (B,) bool that end their latent chain now (before ``latent_steps``), from the
+        last position's ``logits`` (B, V) and last-layer ``hidden`` (B, D); None: never."""
         return None
+
+    def next_logits(self, model, out) -> torch.Tensor:
+        """Logits (B, V) the next token is chosen from (default: the last layer's)."""
+        return out.logits[:, -1]
+
+    def begin(self, batch: int) -> None:
+        """Called before each generation (a method resets its own counters here)."""
+
+    def extra_stats(self) -> dict:
+        """Method-specific statistics of the last generation (``ReasonStats.extra``)."""
+        return {}
+
+    def token_input(self, model, tokens: torch.Tensor, logits: torch.Tensor, hidden: torch.Tensor | None,
+                    in_chain: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:  # fmt: skip
+        """The input embedding (B', D) after decoding ``tokens`` (B',) from ``logits`` (B', V);
+        ``in_chain`` (B',) tells the rows whose decoded chain is still open (no ``end_token_id``
+        decoded yet, this token included); ``rows`` (B',) are their indices in the batch.
+        Default: the token's embedding."""
+        return model.get_input_embeddings()(tokens)
 
     # -- the mechanics -------------------------------------------------------------------------
     @torch.no_grad()
@@ -160,7 +196,10 @@ class Reasoner:
         B = ids.shape[0]
         dev = ids.device
         emb = model.get_input_embeddings()
-        hidden_needed = self.latent_steps > 0
+        self.begin(B)
+        hidden_needed = self.needs_hidden
+        g = torch.Generator(device=dev).manual_seed(self.seed) if self.temperature > 0 else None
+        chain_open = torch.ones(B, dtype=torch.bool, device=dev)
         pos = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, T)
         cache = DynamicCache()
         out = model(inputs_embeds=emb(ids), attention_mask=mask, position_ids=pos, past_key_values=cache,
@@ -172,13 +211,16 @@ class Reasoner:
         tokens: list[list[int]] = [[] for _ in range(B)]
         pad_vec = emb(torch.tensor([pad], device=dev))[0]
         while True:
-            logits = out.logits[:, -1]  # (B, V)
+            logits = self.next_logits(model, out)  # (B, V)
             h = out.hidden_states[-1][:, -1] if hidden_needed else None  # (B, D)
             if self.latent_steps > 0:
-                stop = self.stop_thinking(logits)
+                stop = self.stop_thinking(logits, h)
                 if stop is not None:
                     phase = torch.where((phase == THINK) & stop.to(dev), torch.full_like(phase, CLOSE if self.end_token_id is not None else DECODE), phase)
-            nxt = logits.argmax(-1)
+            if g is None:
+                nxt = logits.argmax(-1)
+            else:
+                nxt = torch.multinomial(torch.softmax(logits.float() / self.temperature, -1), 1, generator=g)[:, 0]
             for r in (phase == DECODE).nonzero().flatten().tolist():
                 t = int(nxt[r])
                 tokens[r].append(t)
@@ -195,7 +237,10 @@ class Reasoner:
                 x[close] = emb(torch.tensor([self.end_token_id], device=dev))[0]
             dec = phase == DECODE
             if dec.any():
-                x[dec] = emb(nxt[dec])
+                if self.end_token_id is not None:
+                    chain_open &= ~(dec & (nxt == self.end_token_id))
+                x[dec] = self.token_input(model, nxt[dec], logits[dec], None if h is None else h[dec], chain_open[dec],
+                                          dec.nonzero().flatten()).to(x.dtype)  # fmt: skip
             mask = torch.cat([mask, torch.ones(B, 1, dtype=mask.dtype, device=dev)], dim=1)
             last_pos = last_pos + 1
             out = model(inputs_embeds=x[:, None], attention_mask=mask, position_ids=last_pos[:, None], past_key_values=cache,
@@ -209,6 +254,6 @@ class Reasoner:
             phase = torch.where(close, torch.full_like(phase, DECODE), phase)
         stats = ReasonStats(
             latent_steps=n_latent.tolist(), generated_tokens=[len(t) for t in tokens], forwards=forwards,
-            row_forwards=row_forwards.tolist(),
+            row_forwards=row_forwards.tolist(), extra=self.extra_stats(),
         )  # fmt: skip
         return ReasonOutput(tokens=tokens, stats=stats)

@@ -115,5 +115,5 @@ class CoLaR(Reasoner):
             raise ValueError("head: CoLaR needs its trained latent head (CoLaR(head=...), see tokenworks.reason.models)")
         return self.head(hidden)
 
-    def stop_thinking(self, logits: torch.Tensor) -> torch.Tensor | None:
+    def stop_thinking(self, logits: torch.Tensor, hidden: torch.Tensor | None = None) -> torch.Tensor | None:
         return logits.argmax(-1) == self.end_token_id if self.end_token_id is not None else None

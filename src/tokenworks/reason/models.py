@@ -1,20 +1,35 @@
-"""The latent-reasoning family's models: one small Llama per method, trained here on both tasks.
+"""The latent-reasoning family's models: one small Llama per method, trained here on the tasks.
 
-All start from the same architecture (``ReasonModelConfig``) and the same training mix (half
-``graph``, half ``arith`` examples per batch, drawn from fixed train pools), with the project's
-training loop (progress bar, atomic checkpoints, resume):
+All start from the same architecture (``ReasonModelConfig``) and the same training mix
+(``mix``: two ``graph`` examples for one ``pronto`` and one ``arith`` in every batch, drawn
+from fixed train pools), with the project's training loop (progress bar, atomic
+checkpoints, resume):
 
-- ``cot``: from scratch on ``question <bot> steps <eot> answer <eos>``;
-- ``no_cot``: from scratch, same steps, on ``question <bot> <eot> answer <eos>``;
-- ``pause``: from scratch, same steps, ``pauses`` ``<pause>`` tokens after ``<bot>``;
+- ``cot``: from scratch on ``question <bot> steps <eot> answer <eos>``: 2500 steps at lr 2e-3
+  (optionally ``cot_extra_steps`` more at ``stage_lr``, fresh optimizer; 0 in the committed
+  recipe: 300 such steps did not help). Measured: the model writes well-formed chains on every
+  task but on graph and pronto still misreads which facts the context states (a copying skill
+  that did not emerge within the CPU budget; graph-only training reached 65% in 1500 steps);
+- ``no_cot``: from ``cot``, ``baseline_steps`` on ``question <bot> <eot> answer <eos>``;
+- ``pause``: from ``cot``, ``baseline_steps`` with ``pauses`` ``<pause>`` tokens after ``<bot>``;
 - ``coconut-stage{k}`` (P36): from ``cot``, stage by stage (k = 1 .. max_stage + 1), each stage
   starting from the previous one with a fresh optimizer; ``k * c`` thoughts replace the first
   k steps (all steps after the last stage);
-- ``icot-stage{k}``: the same schedule with no thoughts (stepwise internalization);
-- ``colar`` (P38): from ``cot`` with a latent head, ``c`` drawn in 1..``colar_max_c`` per example.
+- ``icot-stage{K}``: the same schedule with no thoughts (stepwise internalization); only the
+  final stage is kept;
+- ``colar`` (P38): from ``cot`` with a latent head, ``c`` drawn in 1..``colar_max_c`` per example;
+- ``hrpo`` (P37) and ``grpo``: from ``cot``, ``rl_steps`` GRPO updates with and without the
+  hybrid latent gate (``hybrid_gate.safetensors``);
+- ``system15/`` (P39): depth-exit adapters and gates fitted on ``cot``, the step gate on the
+  final Coconut model;
+- ``cache-coprocessor/`` (P33): the coprocessor of the frozen reference LM (``assets/reference-lm``);
+- ``lcm/`` (P50): the MSE and diffusion next-sentence-embedding models (MiniLM space).
+
+Baselines ``no_cot`` and ``pause`` start from ``cot`` (not from scratch) so that every row has
+seen the same CoT data; the comparison isolates how the answer is produced.
 
 ``train_reason_models(out)`` writes each as a Hugging Face folder ``out/<name>`` (weights as
-safetensors, the word-level tokenizer, CoLaR's head in ``latent_head.safetensors``) and
+safetensors, the word-level tokenizer, extra modules as safetensors) and
 ``out/tokenworks.json`` with the recipe's fingerprint. Reproduce the committed models::
 
     tokenworks train reason-models --out assets/reason
@@ -51,16 +66,31 @@ class ReasonModelConfig:
     heads: int = 4
     intermediate_size: int = 192
     train_pool: int = 6000  # train examples per task
+    mix: tuple[int, ...] = (2, 1, 1)  # examples of each task (TASKS order) per cycle of a batch
     batch_size: int = 32
-    steps: int = 1000  # cot, no_cot and pause, from scratch
-    lr: float = 1e-3
+    steps: int = 2500  # cot, from scratch
+    lr: float = 2e-3
+    cot_extra_steps: int = 0  # cot, an optional second phase with a fresh optimizer at stage_lr
+    baseline_steps: int = 300  # no_cot and pause, from cot
     pauses: int = 6
     c: int = 1  # Coconut thoughts per step
-    max_stage: int = 4
-    stage_steps: int = 200  # Coconut and iCoT, per stage
-    stage_lr: float = 5e-4
-    colar_steps: int = 600
+    max_stage: int = 3
+    stage_steps: int = 150  # Coconut and iCoT, per stage
+    stage_lr: float = 1e-3
+    colar_steps: int = 300
     colar_max_c: int = 4
+    rl_steps: int = 30  # HRPO and GRPO updates, from cot
+    rl_group: int = 8
+    rl_questions: int = 4
+    rl_lr: float = 1e-4
+    cop_k: int = 8  # P33: latents the coprocessor appends to the reference LM's cache
+    cop_steps: int = 300
+    cop_prefix: int = 64
+    cop_ahead: int = 32
+    cop_train_bytes: int = 2_000_000
+    lcm_pairs: int = 2000  # P50: (context, next sentence) train pairs from the prose corpus
+    lcm_context: int = 4
+    lcm_steps: int = 1500
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -72,8 +102,17 @@ class ReasonModelConfig:
         check_int("intermediate_size", self.intermediate_size, min=1)
         check_int("train_pool", self.train_pool, min=2)
         check_int("batch_size", self.batch_size, min=2)
-        for k in ("steps", "stage_steps", "colar_steps"):
+        check_int("cot_extra_steps", self.cot_extra_steps, min=0)
+        for k in ("steps", "baseline_steps", "stage_steps", "colar_steps", "rl_steps", "rl_questions"):
             check_int(k, getattr(self, k), min=1)
+        check_int("rl_group", self.rl_group, min=2, max=256)
+        check_float("rl_lr", self.rl_lr, min=0.0, min_open=True)
+        check_int("cop_k", self.cop_k, min=1, max=256)
+        for k in ("cop_steps", "cop_prefix", "cop_ahead", "cop_train_bytes", "lcm_pairs", "lcm_context", "lcm_steps"):
+            check_int(k, getattr(self, k), min=1)
+        self.mix = tuple(self.mix)
+        if len(self.mix) != len(TASKS) or any(not isinstance(m, int) or m < 0 for m in self.mix) or not any(self.mix):
+            raise ValueError(f"mix: expected {len(TASKS)} non-negative integers (one per task of {TASKS}), not all 0, got {self.mix}")
         check_float("lr", self.lr, min=0.0, min_open=True)
         check_float("stage_lr", self.stage_lr, min=0.0, min_open=True)
         check_int("pauses", self.pauses, min=1, max=64)
@@ -85,12 +124,15 @@ class ReasonModelConfig:
 
 def tiny_config() -> ReasonModelConfig:
     return ReasonModelConfig(hidden_size=16, layers=1, heads=2, intermediate_size=32, train_pool=40, batch_size=4, steps=3,
-                             stage_steps=2, max_stage=2, colar_steps=2, colar_max_c=2, pauses=2)  # fmt: skip
+                             baseline_steps=2, stage_steps=2, max_stage=2, colar_steps=2, colar_max_c=2, pauses=2, rl_steps=2,
+                             rl_group=2, rl_questions=2, cop_k=2, cop_steps=2, cop_prefix=16, cop_ahead=8,
+                             cop_train_bytes=20_000, lcm_pairs=12, lcm_steps=2)  # fmt: skip
 
 
 def model_names(config: ReasonModelConfig) -> list[str]:
     stages = range(1, config.max_stage + 2)
-    return ["cot", "no_cot", "pause", *(f"coconut-stage{k}" for k in stages), *(f"icot-stage{k}" for k in stages), "colar"]
+    return ["cot", "no_cot", "pause", *(f"coconut-stage{k}" for k in stages), f"icot-stage{config.max_stage + 1}", "colar", "hrpo",
+            "grpo"]  # fmt: skip
 
 
 def _llama(config: ReasonModelConfig, tok):
@@ -129,6 +171,9 @@ def evaluate(reasoner: Reasoner, model, tok, exs: list[Example], *, c: int | Non
                 "latent_steps": st.latent_steps[i], "generated_tokens": st.generated_tokens[i], "forwards": st.row_forwards[i],
                 "flops": None if st.flops is None else st.flops / len(chunk), "seconds": st.seconds / len(chunk),
             })  # fmt: skip
+            if "depth_layers" in st.extra:  # System-1.5: layers run per fed token / all layers
+                used = st.extra["depth_layers"][i]
+                out[-1]["depth_layers"] = sum(used) / (len(used) * model.config.num_hidden_layers) if used else 1.0
     return out
 
 
@@ -136,7 +181,9 @@ def evaluate(reasoner: Reasoner, model, tok, exs: list[Example], *, c: int | Non
 
 
 def _pools(config: ReasonModelConfig) -> list[tuple[Example, ...]]:
-    return [examples(t, "train", config.train_pool, seed=config.seed) for t in TASKS]
+    """One train pool per slot of the mix cycle (a task weighted 2 appears twice)."""
+    pools = {t: examples(t, "train", config.train_pool, seed=config.seed) for t in TASKS}
+    return [pools[t] for t, m in zip(TASKS, config.mix) for _ in range(m)]
 
 
 def _draw(pools, g: torch.Generator, n: int) -> list[Example]:
@@ -208,14 +255,15 @@ def _colar(model, config, pools, tok, run_dir, device="cpu") -> tuple[torch.nn.M
 def train_reason_models(out: str | Path, config: ReasonModelConfig | None = None, *, run_dir: str | Path | None = None,
                         fp16: bool = True, device: str = "cpu", only: tuple[str, ...] | None = None) -> dict:  # fmt: skip
     """Train every model of :func:`model_names` into ``out/<name>`` (see the module docstring);
-    ``only`` ("cot", "no_cot", "pause", "coconut", "icot", "colar") trains a part (the parts
+    ``only`` ("cot", "no_cot", "pause", "coconut", "icot", "colar", "hrpo", "system15",
+    "cache_aug", "lcm") trains a part (the parts
     that need ``cot`` resume it from ``run_dir``)."""
     import copy
 
     from tokenworks.io import save_tensors
     from tokenworks.models.store import write_model_info
     from tokenworks.reason.coconut import curriculum
-    from tokenworks.reason.sft import encode
+    from tokenworks.reason.sft import collate, encode
 
     config = config or ReasonModelConfig()
     tok = reason_tokenizer()
@@ -239,17 +287,21 @@ def train_reason_models(out: str | Path, config: ReasonModelConfig | None = None
     want = lambda part: only is None or part in only  # noqa: E731
     common = dict(steps=config.steps, lr=config.lr, device=device)
     cot = fresh()
-    if want("cot") or want("coconut") or want("icot") or want("colar"):
+    if only is None or set(only) & {"cot", "no_cot", "pause", "coconut", "icot", "colar", "hrpo", "system15"}:
         losses["cot"] = _sft(cot, config, pools, tok, desc="cot", run_dir=sub("cot"), make=lambda e: encode(e, tok), **common)
+        if config.cot_extra_steps:
+            losses["cot"] = _sft(cot, config, pools, tok, steps=config.cot_extra_steps, lr=config.stage_lr, desc="cot (phase 2)",
+                                 run_dir=sub("cot-2"), make=lambda e: encode(e, tok), device=device)  # fmt: skip
         save("cot", cot)
+    base = dict(steps=config.baseline_steps, lr=config.stage_lr, device=device)
     if want("no_cot"):
-        m = fresh()
-        losses["no_cot"] = _sft(m, config, pools, tok, desc="no_cot", run_dir=sub("no_cot"), make=lambda e: encode(e, tok, steps=False), **common)
+        m = copy.deepcopy(cot)
+        losses["no_cot"] = _sft(m, config, pools, tok, desc="no_cot", run_dir=sub("no_cot"), make=lambda e: encode(e, tok, steps=False), **base)
         save("no_cot", m)
     if want("pause"):
-        m = fresh()
+        m = copy.deepcopy(cot)
         losses["pause"] = _sft(m, config, pools, tok, desc="pause", run_dir=sub("pause"),
-                               make=lambda e: encode(e, tok, n_latent=config.pauses, slot=PAUSE, steps=False), **common)  # fmt: skip
+                               make=lambda e: encode(e, tok, n_latent=config.pauses, slot=PAUSE, steps=False), **base)  # fmt: skip
         save("pause", m)
     for method, c in (("coconut", config.c), ("icot", 0)):
         if not want(method):
@@ -261,11 +313,64 @@ def train_reason_models(out: str | Path, config: ReasonModelConfig | None = None
             name = f"{method}-stage{k}"
             losses[name] = _sft(m, config, pools, tok, steps=config.stage_steps, lr=config.stage_lr, desc=name, run_dir=sub(name),
                                 make=lambda e, skip=skip, n=n: encode(e, tok, n_latent=n, skip=skip), n_latent=n, device=device)  # fmt: skip
-            save(name, m)
+            if method == "coconut" or k == config.max_stage + 1:  # iCoT: only the final model is kept (asset budget)
+                save(name, m)
     if want("colar"):
         m = copy.deepcopy(cot)
         head, losses["colar"] = _colar(m, config, pools, tok, sub("colar"), device)
         save("colar", m, {"latent_head.safetensors": head})
+    if want("hrpo"):
+        from tokenworks.reason.hrpo import HybridGate, grpo_train
+
+        rl_pools = [examples(t, "train", config.train_pool, seed=config.seed) for t in TASKS]
+        for name, latent in (("hrpo", True), ("grpo", False)):
+            m = copy.deepcopy(cot)
+            gate = HybridGate(config.hidden_size, seed=config.seed) if latent else None
+            curve = grpo_train(m, gate, rl_pools, tok, steps=config.rl_steps, group_size=config.rl_group, questions=config.rl_questions,
+                               lr=config.rl_lr, gate_lr=10 * config.rl_lr, seed=config.seed)  # fmt: skip
+            losses[f"{name}_reward_first"] = sum(curve[: max(1, len(curve) // 4)]) / max(1, len(curve) // 4)
+            losses[f"{name}_reward_last"] = sum(curve[-max(1, len(curve) // 4) :]) / max(1, len(curve) // 4)
+            save(name, m, {"hybrid_gate.safetensors": gate} if gate is not None else None)
+    if want("system15"):
+        from transformers import LlamaForCausalLM
+
+        from tokenworks.reason.system15 import fit_depth_exit, fit_step_gate
+
+        K = config.max_stage + 1
+        coco = LlamaForCausalLM.from_pretrained(out / f"coconut-stage{K}", dtype=torch.float32).eval()
+        fit = [e for t in TASKS for e in examples(t, "train", config.train_pool, seed=config.seed)[:96]]
+        batches = [collate([encode(e, tok) for e in fit[i : i + 48]], tok.pad_token_id) for i in range(0, len(fit), 48)]
+        cot.eval()
+        depth = fit_depth_exit(cot, batches, seed=config.seed)
+        step = fit_step_gate(coco, [prompt_ids(e, tok) for e in fit], config.max_stage * config.c, eos_token_id=tok.eos_token_id,
+                             pad_token_id=tok.pad_token_id, seed=config.seed)  # fmt: skip
+        (out / "system15").mkdir(parents=True, exist_ok=True)
+        for fname, module in (("depth_exit.safetensors", depth), ("step_gate.safetensors", step)):
+            save_tensors(out / "system15" / fname, {k: (v.cpu().half() if fp16 else v.cpu()) for k, v in module.state_dict().items()})
+    if want("cache_aug"):
+        from tokenworks.models import reference_lm
+        from tokenworks.reason.cache_aug import train_coprocessor
+
+        dec, rtok = reference_lm(train_if_missing=False)
+        cop, losses["cache_coprocessor"] = train_coprocessor(
+            dec, rtok, k=config.cop_k, prefix_len=config.cop_prefix, ahead=config.cop_ahead, steps=config.cop_steps,
+            batch_size=config.batch_size // 2, seed=config.seed, train_bytes=config.cop_train_bytes, run_dir=sub("cache_aug"),
+        )  # fmt: skip
+        (out / "cache-coprocessor").mkdir(parents=True, exist_ok=True)
+        save_tensors(out / "cache-coprocessor" / "coprocessor.safetensors",
+                     {k: (v.cpu().half() if fp16 else v.cpu()) for k, v in cop.state_dict().items()})  # fmt: skip
+    if want("lcm"):
+        from tokenworks.reason.lcm import embed_sentences, next_sentence_pairs, train_concept_model
+
+        ctxs, tgts = next_sentence_pairs("train", config.lcm_pairs, context=config.lcm_context)
+        uniq = sorted({s for c in ctxs for s in c} | set(tgts))
+        E = dict(zip(uniq, embed_sentences(uniq)))
+        X = torch.stack([torch.stack([E[s] for s in c]) for c in ctxs])
+        Y = torch.stack([E[s] for s in tgts])
+        (out / "lcm").mkdir(parents=True, exist_ok=True)
+        for kind in ("mse", "diffusion"):
+            lm = train_concept_model(kind, X, Y, steps=config.lcm_steps, seed=config.seed)
+            save_tensors(out / "lcm" / f"{kind}.safetensors", {k: (v.cpu().half() if fp16 else v.cpu()) for k, v in lm.state_dict().items()})
     info = {"losses": losses, "params": sum(p.numel() for p in cot.parameters()), "models": model_names(config)}
     write_model_info(out, asdict(config), **info)
     return info
@@ -278,6 +383,7 @@ def _load_dir(path: str) -> dict:
     from tokenworks.io import load_tensors
     from tokenworks.models.lm import quiet_loading
     from tokenworks.reason.colar import LatentHead
+    from tokenworks.reason.hrpo import HybridGate
 
     root = Path(path)
     names = json.loads((root / "tokenworks.json").read_text())["models"]
@@ -285,12 +391,41 @@ def _load_dir(path: str) -> dict:
     for name in names:
         with quiet_loading():
             model = LlamaForCausalLM.from_pretrained(root / name, dtype=torch.float32).eval()
-        head = None
-        if (root / name / "latent_head.safetensors").is_file():
-            head = LatentHead(model.config.hidden_size)
-            head.load_state_dict({k: v.float() for k, v in load_tensors(root / name / "latent_head.safetensors").items()})
-            head.eval()
+        head = None  # the method's extra module: CoLaR's latent head, HRPO's gate
+        for fname, make in (("latent_head.safetensors", LatentHead), ("hybrid_gate.safetensors", HybridGate)):
+            if (root / name / fname).is_file():
+                head = make(model.config.hidden_size)
+                head.load_state_dict({k: v.float() for k, v in load_tensors(root / name / fname).items()})
+                head.eval()
         out[name] = (model, head)
+    if (root / "system15").is_dir():  # System-1.5's shortcuts, fitted on cot (depth) and the final Coconut (steps)
+        from tokenworks.reason.system15 import DepthExit, StepGate
+
+        cfg = out["cot"][0].config
+        shortcuts = {"depth": DepthExit(cfg.hidden_size, cfg.num_hidden_layers), "step": StepGate(cfg.hidden_size)}
+        for key, fname in (("depth", "depth_exit.safetensors"), ("step", "step_gate.safetensors")):
+            shortcuts[key].load_state_dict({k: v.float() for k, v in load_tensors(root / "system15" / fname).items()})
+            shortcuts[key].eval()
+        out["system15"] = (None, shortcuts)
+    if (root / "lcm").is_dir():  # P50's next-sentence-embedding models
+        from tokenworks.reason.lcm import ConceptModel
+
+        lcms = {}
+        for kind in ("mse", "diffusion"):
+            sd = {k: v.float() for k, v in load_tensors(root / "lcm" / f"{kind}.safetensors").items()}
+            lm = ConceptModel(kind, context=sd["net.0.weight"].shape[1] // 384 if kind == "mse" else (sd["net.0.weight"].shape[1] - 384 - 32) // 384)
+            lm.load_state_dict(sd)
+            lcms[kind] = lm.eval()
+        out["lcm"] = (None, lcms)
+    if (root / "cache-coprocessor").is_dir():  # P33's coprocessor for the reference LM (its decoder)
+        from tokenworks.models import reference_lm
+        from tokenworks.reason.cache_aug import CacheCoprocessor
+
+        dec, rtok = reference_lm(train_if_missing=False)
+        sd = {k: v.float() for k, v in load_tensors(root / "cache-coprocessor" / "coprocessor.safetensors").items()}
+        cop = CacheCoprocessor(dec, sd["soft"].shape[0])
+        cop.load_state_dict(sd)
+        out["cache-coprocessor"] = (dec, {"coprocessor": cop.eval(), "tokenizer": rtok})
     return {"models": out, "tokenizer": AutoTokenizer.from_pretrained(root / "cot")}
 
 
@@ -304,7 +439,8 @@ def load_reason_models(config: ReasonModelConfig | None = None, *, train_if_miss
     def _train(out: Path, run: Path) -> None:
         train_reason_models(out, config, run_dir=run)
 
-    path = load_or_train(NAME, asdict(config), _train, train_if_missing=train_if_missing, command="tokenworks train reason-models")
+    fingerprint = json.loads(json.dumps(asdict(config)))  # tuples as the JSON lists they are stored as
+    path = load_or_train(NAME, fingerprint, _train, train_if_missing=train_if_missing, command="tokenworks train reason-models")
     d = _load_dir(str(path))
     return d["models"], d["tokenizer"]
 

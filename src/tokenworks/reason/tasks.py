@@ -1,12 +1,19 @@
 """Reasoning tasks with verifiable answers and chain-of-thought traces, and their word-level tokenizer.
 
-Two generators, each deterministic in ``(split, index)`` and with disjoint splits:
+Three generators, each deterministic in ``(split, index)`` and with disjoint splits:
 
 - ``graph`` (ProsQA-style, Hao et al. 2024): a random DAG of made-up concepts ("A is B ."
   stands for "every A is a B"), a person who "is" two of them, and the question "is bob X or
   Y ?" where exactly one option is reachable from the person. The chain of thought is a
   shortest path, one fact per step; the chain length is the number of facts on it (2-4 by
   default). Distractor facts are the rest of the graph.
+- ``pronto`` (ProntoQA-style, Saparov & He 2023): an ontology written as rules "A is B ." (every
+  A is a B; every concept has one parent, so the concepts form a forest), property rules "A is
+  P ." / "A is not P .", the fact "bob is A ." and the question "is bob [not] P ?", answered
+  ``true`` or ``false``. The person's chain of concepts reaches exactly one rule about ``P``;
+  a distractor concept outside that chain has the opposite rule. The chain of thought is
+  forward deduction, one conclusion per step ("bob is B .", ..., "bob is not P ."); the
+  chain length is the number of rule applications (2-4 by default).
 - ``arith`` (GSM-style chains of 2-6 operations on numbers written as words): ``7 + 5 - 3 * 2 ?``
   evaluated left to right, every intermediate value kept in 0..29; one step per operation,
   ``- 3 = 9 .``.
@@ -38,11 +45,12 @@ from functools import lru_cache
 from tokenworks.checks import check_choice, check_int
 
 __all__ = [
-    "CONCEPTS", "PERSONS", "SPECIALS", "TASKS", "Example", "arith_example", "examples", "graph_example",
+    "CONCEPTS", "PERSONS", "PROPERTIES", "SPECIALS", "TASKS", "Example", "arith_example", "examples", "graph_example",
+    "pronto_example",
     "reason_tokenizer", "vocabulary",
 ]  # fmt: skip
 
-TASKS = ("graph", "arith")
+TASKS = ("graph", "pronto", "arith")
 SPLITS = ("train", "valid", "test")
 PAD, EOS, UNK, BOT, EOT, LATENT, PAUSE = "<pad>", "<eos>", "<unk>", "<bot>", "<eot>", "<latent>", "<pause>"
 MAX_C = 8
@@ -53,7 +61,9 @@ _SYLLABLES = ("wum", "yum", "zhor", "ster", "rem", "lor", "ror", "jel", "tum", "
 CONCEPTS = tuple(s + "pus" for s in _SYLLABLES)
 PERSONS = ("bob", "alice", "tom", "sally", "jack", "rex", "max", "eve")
 MAX_VALUE = 29
-_WORDS = ("is", "or", "?", ".", "=", "+", "-", "*")
+_WORDS = ("is", "or", "?", ".", "=", "+", "-", "*", "not", "true", "false")
+PROPERTIES = ("red", "blue", "sour", "sweet", "hot", "cold", "shy", "loud", "big", "small", "dull", "bright", "wet", "dry",
+              "fast", "slow")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -72,7 +82,7 @@ class Example:
 
 
 def vocabulary() -> list[str]:
-    return [*SPECIALS, *_WORDS, *(str(i) for i in range(MAX_VALUE + 1)), *PERSONS, *CONCEPTS]
+    return [*SPECIALS, *_WORDS, *(str(i) for i in range(MAX_VALUE + 1)), *PERSONS, *CONCEPTS, *PROPERTIES]
 
 
 @lru_cache(maxsize=1)
@@ -132,6 +142,33 @@ def graph_example(rng: random.Random, hops: int, *, nodes: int = 10) -> Example 
     return Example("graph", question, steps, names[target])
 
 
+def pronto_example(rng: random.Random, hops: int, *, distractors: int = 4, extra_properties: int = 3) -> Example:
+    """A ProntoQA-style problem needing ``hops`` rule applications: ``hops - 1`` "is-a" rules
+    from the person's concept up its chain, then the property rule."""
+    names = rng.sample(CONCEPTS, hops + distractors)
+    chain, others = names[:hops], names[hops:]
+    person = rng.choice(PERSONS)
+    rules = [(chain[i], chain[i + 1]) for i in range(hops - 1)]
+    # distractor concepts hang off the chain or off each other (one parent each: a forest)
+    placed = list(chain)
+    for d in others:
+        rules.append((d, rng.choice(placed)))
+        placed.append(d)
+    prop, *rest = rng.sample(PROPERTIES, 1 + extra_properties)
+    positive = rng.random() < 0.5
+    decoy = rng.choice(others)  # not an ancestor of the person's concept (ancestors are all in chain)
+    props = [(chain[-1], prop, positive), (decoy, prop, not positive)]
+    for q in rest:  # properties the question does not ask about, on any concept
+        props.append((rng.choice(names), q, rng.random() < 0.5))
+    facts = [f"{a} is {b} ." for a, b in rules] + [f"{a} is {'' if pos else 'not '}{q} ." for a, q, pos in props]
+    facts.append(f"{person} is {chain[0]} .")
+    rng.shuffle(facts)
+    asked_positive = rng.random() < 0.5
+    question = " ".join(facts) + f" is {person} {'' if asked_positive else 'not '}{prop} ?"
+    steps = tuple(f"{person} is {c} ." for c in chain[1:]) + (f"{person} is {'' if positive else 'not '}{prop} .",)
+    return Example("pronto", question, steps, "true" if positive == asked_positive else "false")
+
+
 def arith_example(rng: random.Random, ops: int) -> Example:
     """``ops`` operations applied left to right to a start value, all values in 0..29."""
     value = rng.randint(0, 19)
@@ -147,7 +184,7 @@ def arith_example(rng: random.Random, ops: int) -> Example:
     return Example("arith", " ".join(question) + " ?", tuple(steps), str(value))
 
 
-DEFAULT_LENGTHS = {"graph": (2, 4), "arith": (2, 6)}
+DEFAULT_LENGTHS = {"graph": (2, 4), "pronto": (2, 4), "arith": (2, 6)}
 
 
 def _split_of(question: str) -> str:
@@ -163,14 +200,19 @@ def examples(task: str, split: str, n: int, *, lengths: tuple[int, int] | None =
     check_choice("split", split, SPLITS)
     check_int("n", n, min=0)
     lo, hi = lengths or DEFAULT_LENGTHS[task]
-    check_int("lengths[0]", lo, min=1 if task == "arith" else 2, max=8)
+    check_int("lengths[0]", lo, min=2 if task == "graph" else 1, max=8)
     check_int("lengths[1]", hi, min=lo, max=8)
     rng = random.Random(f"{task}/{split}/{seed}")
     out: list[Example] = []
     seen: set[str] = set()
     while len(out) < n:
         length = lo + len(out) % (hi - lo + 1)
-        ex = graph_example(rng, length) if task == "graph" else arith_example(rng, length)
+        if task == "graph":
+            ex = graph_example(rng, length)
+        elif task == "pronto":
+            ex = pronto_example(rng, length)
+        else:
+            ex = arith_example(rng, length)
         if ex is None or _split_of(ex.question) != split or ex.question in seen:
             continue
         seen.add(ex.question)
