@@ -82,6 +82,8 @@ def _variants(reference_density: float) -> list[tuple[str, str, str | None, dict
     """(row name, registry name, paper, options) for every reducer run."""
     out = []
     for info in tw.methods(kind="token_reducer"):
+        if "vit" not in tw.create(info.name).hosts:
+            continue
         opts: dict[str, Any] = {}
         if info.name == "todre":
             out.append(("todre-kcenter-only", "todre", info.paper, {}))
