@@ -153,3 +153,18 @@ def test_bad_input_names_the_argument(vlm, qa):
         tw.compress.attach(vlm, "fastv", layer=9, keep=0.5)
     with pytest.raises(ArgumentError, match="layer"):
         tw.compress.attach(vlm, "spatial_pool", layer=2, keep=0.5)
+
+
+def test_cli_trains_a_tiny_scene_vlm_that_loads_back(tmp_cache, tmp_path):
+    from typer.testing import CliRunner
+
+    from tokenworks.cli import app
+    from tokenworks.compress.scene_vlm import SceneVLMConfig, load_scene_vlm, vlm_accuracy
+
+    out = tmp_path / "scene-vlm"
+    res = CliRunner().invoke(app, ["train", "scene-vlm", "--tiny", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert (out / "model.safetensors").exists() and (out / "ckpt-2.safetensors").exists()
+    cfg = SceneVLMConfig(lm_dim=16, lm_layers=2, lm_heads=2, lm_mlp=16, steps=4, batch_size=2, snapshots=2)
+    m = load_scene_vlm(out, cfg, snapshot=2)
+    assert set(vlm_accuracy(m, 8)) == {"all", "position", "count", "exists", "side"}
