@@ -17,6 +17,14 @@ patch tokens are reduced before block 2 of 5) at keep ratios of 50, 25, 11 and 5
   ``token_correlation-fixed``: the same sampling with one ratio for every image, equal to the
   adaptive row's *measured* mean kept ratio (the paper's control: adaptive vs fixed at the same
   mean budget);
+- the VLM half (rows ``vlm/*``, task ``vlm-scene-qa``): the scene VLM (an HF Llava, assets/compress/
+  scene-vlm) answering position / count / exists / side questions; every reducer attached with
+  ``tw.compress.attach`` before the LM (layer 0), FastV inside the LM at layer 2, ToDRE with its
+  second stage (relevance from the last text token at LM layer 2, half of the rest kept), P59's FFN
+  skipping from LM layer 1; accuracy by question type, FLOPs, prefill and decode (KV cache, 4 new
+  tokens) wall time as ratios to no reduction in the same run; P59's alignment score per LM layer
+  for the final model and 3 training snapshots, with its Pearson correlation to their accuracy.
+  No verdicts there: one model, one draw of questions;
 - ``mqt`` (P11): one query-transformer resampler (trained inside the frozen ViT with a random
   m in 1..98 per step) run at m = 10, 22, 49, 98 queries in place of the patch tokens, and
   ``mqt-fixed-m``: a resampler trained at each fixed m with the same steps (the paper's
@@ -437,8 +445,9 @@ def _vlm_eval(model, attach_fn, data, sz) -> dict[str, Any]:
     for p, i in zip(px.split(60), ids.split(60)):
         logits, h = fwd(p, i)
         preds.append(logits.argmax(-1))
-        if h is not None:
-            kept.append(h.kept[0].float().mean() if h.kept else torch.tensor(196.0))
+        if h is not None:  # P59 keeps every token (its counts are FFN calls)
+            ffn_only = all(getattr(r, "skips_ffn", False) for _, r in h.stages)
+            kept.append(h.kept[0].float().mean() if h.kept and not ffn_only else torch.tensor(float(h.state.n_img)))
             skipped += h.state.ffn_skipped
     acc = accuracy_by_type(torch.cat(preds), ans, types)
     f = sum(count_flops(lambda k=k: fwd(px[k : k + 1], ids[k : k + 1])) for k in range(sz["flop_items"])) / sz["flop_items"]
@@ -484,7 +493,10 @@ def vlm_rows(ctx) -> list[dict]:
     data = held_out_qa(sz["items"])
     none = _vlm_eval(model, None, data, sz)
     rows = [_vlm_row("none", None, {}, 1.0, none, none)]
+    rho = _vlm_density(model, tw.create("token_correlation").threshold)
     for name, reg, layer, opts in ctx.track(VLM_VARIANTS, "token-compression (VLM)"):
+        if name == "token_correlation":
+            opts = {"reference_density": rho}
         for b in BUDGETS:
             red = tw.create(reg, budget=b, **opts)
             res = _vlm_eval(model, lambda red=red, layer=layer: tw.compress.attach(model, red, layer=layer), data, sz)
@@ -492,6 +504,20 @@ def vlm_rows(ctx) -> list[dict]:
     rows += _ima_rows(model, sz)
     ctx.log(f"VLM none: accuracy {none['acc']['all']:.3f} ({none['acc']})")
     return rows
+
+
+@torch.no_grad()
+def _vlm_density(model, threshold: float, n: int = 60) -> float:
+    """Mean P54 density of the projected visual tokens of ``n`` training scenes (P54's reference)."""
+    from tokenworks.compress.scene_vlm import qa_batch
+
+    px, ids, _, _ = qa_batch(n, split="train", generator=torch.Generator().manual_seed(98))
+    seen = {}
+    h = model.model.multi_modal_projector.register_forward_hook(lambda m, a, out: seen.setdefault("x", out))
+    model(input_ids=ids, pixel_values=px)
+    h.remove()
+    x = seen["x"]
+    return float(information_density(x, torch.ones(x.shape[:2], dtype=torch.bool), threshold).mean())
 
 
 def _ima_rows(model, sz) -> list[dict]:
