@@ -168,3 +168,17 @@ def test_cli_trains_a_tiny_scene_vlm_that_loads_back(tmp_cache, tmp_path):
     cfg = SceneVLMConfig(lm_dim=16, lm_layers=2, lm_heads=2, lm_mlp=16, steps=4, batch_size=2, snapshots=2)
     m = load_scene_vlm(out, cfg, snapshot=2)
     assert set(vlm_accuracy(m, 8)) == {"all", "position", "count", "exists", "side"}
+
+
+def test_committed_scene_vlm_loads_and_scores_what_it_recorded():
+    from tokenworks.compress.scene_vlm import NAME, SceneVLMConfig, scene_vlm, vlm_accuracy
+    from tokenworks.io import assets_dir, load_json
+
+    root = assets_dir()
+    if root is None or not (root / NAME / "model.safetensors").exists():
+        pytest.skip("no committed scene VLM here (assets/compress/scene-vlm)")
+    info = load_json(root / NAME / "tokenworks.json")
+    assert info["fingerprint"] == SceneVLMConfig().fingerprint()
+    acc = vlm_accuracy(scene_vlm(train_if_missing=False), 400)
+    # fp16 weights: the recorded figure was measured in fp32 before saving
+    assert abs(acc["all"] - info["test_accuracy"]["all"]) <= 0.02

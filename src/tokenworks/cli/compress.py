@@ -102,7 +102,7 @@ def train_scene_vlm_cmd(
     target = out or cache_dir("models", NAME + "-tiny")
     run = cache_dir("runs", NAME.replace("/", "-") + ("-tiny" if tiny else ""))
     with atomic_dir(target, overwrite=overwrite, owned=out is None) as tmp:
-        info = train_scene_vlm(tmp, config, ckpt_dir=run, device=device, fp16=fp16, eval_n=20 if tiny else 400)
+        info = train_scene_vlm(tmp, config, ckpt_dir=run, device=device, fp16=fp16, eval_n=20 if tiny else 400, init_vision=not tiny)
     acc = info["test_accuracy"]
     console.print(f"saved to {target}: test accuracy {acc['all']:.3f} ({', '.join(f'{k} {v:.2f}' for k, v in acc.items() if k != 'all')})")
 

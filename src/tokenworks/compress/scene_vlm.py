@@ -199,8 +199,9 @@ def _trainable(model) -> dict[str, torch.Tensor]:
 
 
 def train_scene_vlm(out: str | Path, config: SceneVLMConfig | None = None, *, ckpt_dir=None, device: str = "cpu",
-                    fp16: bool = True, eval_n: int = 400) -> dict:  # fmt: skip
-    """Train projector + LM on fresh scene QA (vision tower frozen); save weights, snapshots, accuracy."""
+                    fp16: bool = True, eval_n: int = 400, init_vision: bool = True) -> dict:  # fmt: skip
+    """Train projector + LM on fresh scene QA (vision tower frozen); save weights, snapshots, accuracy.
+    ``init_vision=False`` keeps the random tower (smoke tests: no scene ViT needed)."""
     from tokenworks.compress.scene_vit import scene_vit
     from tokenworks.io import save_tensors
     from tokenworks.models.store import write_model_info
@@ -208,7 +209,8 @@ def train_scene_vlm(out: str | Path, config: SceneVLMConfig | None = None, *, ck
 
     config = config or SceneVLMConfig()
     model = build_scene_vlm(config)
-    init_vision_from_vit(model, scene_vit())
+    if init_vision:
+        init_vision_from_vit(model, scene_vit())
     model.model.vision_tower.requires_grad_(False)
     snap_at = {round(config.steps * (i + 1) / config.snapshots) for i in range(config.snapshots)} - {config.steps}
     snaps: dict[int, dict] = {}
