@@ -17,6 +17,14 @@ patch tokens are reduced before block 2 of 5) at keep ratios of 50, 25, 11 and 5
   ``token_correlation-fixed``: the same sampling with one ratio for every image, equal to the
   adaptive row's *measured* mean kept ratio (the paper's control: adaptive vs fixed at the same
   mean budget);
+- the VLM half (rows ``vlm/*``, task ``vlm-scene-qa``): the scene VLM (an HF Llava, assets/compress/
+  scene-vlm) answering position / count / exists / side questions; every reducer attached with
+  ``tw.compress.attach`` before the LM (layer 0), FastV inside the LM at layer 2, ToDRE with its
+  second stage (relevance from the last text token at LM layer 2, half of the rest kept), P59's FFN
+  skipping from LM layer 1; accuracy by question type, FLOPs, prefill and decode (KV cache, 4 new
+  tokens) wall time as ratios to no reduction in the same run; P59's alignment score per LM layer
+  for the final model and 3 training snapshots, with its Pearson correlation to their accuracy.
+  No verdicts there: one model, one draw of questions;
 - ``mqt`` (P11): one query-transformer resampler (trained inside the frozen ViT with a random
   m in 1..98 per step) run at m = 10, 22, 49, 98 queries in place of the patch tokens, and
   ``mqt-fixed-m``: a resampler trained at each fixed m with the same steps (the paper's
@@ -82,6 +90,8 @@ def _variants(reference_density: float) -> list[tuple[str, str, str | None, dict
     """(row name, registry name, paper, options) for every reducer run."""
     out = []
     for info in tw.methods(kind="token_reducer"):
+        if "vit" not in tw.create(info.name).hosts:
+            continue
         opts: dict[str, Any] = {}
         if info.name == "todre":
             out.append(("todre-kcenter-only", "todre", info.paper, {}))
@@ -212,6 +222,7 @@ def run(ctx) -> list[dict]:
                 ctl = _evaluate(model, lambda fixed=fixed: _reducer(model, fixed), data, sz)
                 rows.append(_row("token_correlation-fixed", paper, {"adaptive": False, "matched_to": b}, b, ctl, ref))
     rows += _mqt_rows(ctx, model, data, sz, ref)
+    rows += vlm_rows(ctx)
     ctx.log(f"none: top1 {rows[0]['metrics']['top1']:.3f}; P54 reference density {rho:.3f}")
     return rows
 
@@ -234,7 +245,7 @@ def _mqt_rows(ctx, model, data, sz, ref) -> list[dict]:
 
 
 def _curve(rows, method, x="gflops"):
-    return [(r["metrics"][x], r["seeds"]["top1_vs_none"]) for r in rows if r["method"] == method]
+    return [(r["metrics"][x], r["seeds"]["top1_vs_none"]) for r in rows if r["method"] == method and "seeds" in r]
 
 
 def claim_verdicts(rows: list[dict]) -> list[dict]:
@@ -258,7 +269,7 @@ def claim_verdicts(rows: list[dict]) -> list[dict]:
         add("an adaptive per-image ratio beats a fixed ratio at the same mean budget", "P54", "token_correlation", "token_correlation-fixed", keep)
     for keep in sorted({r["budget"]["keep"] for r in rows if r["method"] == "mqt"}):
         add("one MQT model matches resamplers trained at each fixed m", "P11", "mqt", "mqt-fixed-m", keep, "tokens_kept")
-    names = list(dict.fromkeys(r["method"] for r in rows if r["method"] not in ("none", "cls-only", "spatial_pool")))
+    names = list(dict.fromkeys(r["method"] for r in rows if r["method"] not in ("none", "cls-only", "spatial_pool") and "task" not in r))
     for name in names:
         add("beats plain spatial pooling", None, name, "spatial_pool", 0.11)
     return out
@@ -268,11 +279,32 @@ def summary(rows: list[dict]) -> str:
     out = ["**Claims at this scale** (`bench.verdict.judge` on the change of per-cell accuracy from the untouched model on the same "
            "scenes, against the control's curve of that change vs GFLOPs (or tokens kept where said; log scale), interpolated at the method's FLOPs; spread = ranges "
            "over 3 disjoint draws of test scenes with one trained model, so evaluation noise, not training seeds):", ""]  # fmt: skip
+    vt = vlm_table(rows)
     for c in claim_verdicts(rows):
         v = c["verdict"]
         at = f"{v.x:.4f} GFLOPs" if c["x"] == "gflops" else f"{v.x:.1f} tokens kept"
         out.append(f"- {c['paper'] or 'baseline'} {c['method']} at keep {c['keep']:.0%} ({v.y:+.3f} at {at}) vs {c['control']} "
                    f"({v.control_at_x:+.3f} at the same {'FLOPs' if c['x'] == 'gflops' else 'tokens'}): {c['claim']}: **{v.text()}**.")  # fmt: skip
+    return "\n".join(out) + ("\n\n" + vt if vt else "")
+
+
+def vlm_table(rows: list[dict]) -> str:
+    """Markdown: VLM accuracy (overall and by question type), FLOPs and time ratios per method and budget."""
+    vr = [r for r in rows if r.get("task") == "vlm-scene-qa" and r["method"] != "vlm/ima-alignment"]
+    if not vr:
+        return ""
+    head = "| method | keep | accuracy | position | count | exists | side | tokens kept | FLOPs ratio | prefill ratio | decode ratio |"
+    out = ["**Scene VLM (HF Llava) QA**", "", head, "|" + "---|" * 11]
+    for r in vr:
+        m = r["metrics"]
+        out.append(f"| {r['method'][4:]} | {r['budget']['keep']:.0%} | {m['accuracy']:.3f} | {m.get('acc_position', 0):.2f} | "
+                   f"{m.get('acc_count', 0):.2f} | {m.get('acc_exists', 0):.2f} | {m.get('acc_side', 0):.2f} | {m['tokens_kept']:.0f} | "
+                   f"{m['flops_ratio']:.2f} | {m['prefill_time_ratio']:.2f} | {m['decode_time_ratio']:.2f} |")  # fmt: skip
+    ima = [r for r in rows if r["method"] == "vlm/ima-alignment"]
+    if ima:
+        out += ["", "**P59 alignment score per LM layer** (hidden state 0 = embeddings; corr = Pearson with accuracy across "
+                f"{ima[0]['metrics']['checkpoints']} checkpoints): " + ", ".join(
+                    f"L{r['budget']['layer']}: {r['metrics']['alignment_final']:.3f} (corr {r['metrics']['corr_with_accuracy']:+.2f})" for r in ima)]  # fmt: skip
     return "\n".join(out)
 
 
@@ -292,9 +324,11 @@ def plots(rows: list[dict], out_dir) -> list[tuple[str, str]]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    out = _vlm_plots(rows, out_dir)
+    rows = [r for r in rows if "task" not in r]
     pts = [r for r in rows if r["method"] not in ("none", "cls-only")]
     if not pts:
-        return []
+        return out
     base = next((r for r in rows if r["method"] == "none"), None)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for i, name in enumerate(dict.fromkeys(r["method"] for r in pts)):
@@ -323,4 +357,191 @@ def plots(rows: list[dict], out_dir) -> list[tuple[str, str]]:
     fname = "token_compression_accuracy_vs_flops.png"
     fig.savefig(out_dir / fname, dpi=100)
     plt.close(fig)
-    return [("Token compression in the scene ViT: per-cell accuracy vs FLOPs and vs tokens kept, every reducer at keep 50/25/11/5%", fname)]
+    return [("Token compression in the scene ViT: per-cell accuracy vs FLOPs and vs tokens kept, every reducer at keep 50/25/11/5%", fname)] + out
+
+
+def _vlm_plots(rows, out_dir) -> list[tuple[str, str]]:
+    import matplotlib.pyplot as plt
+
+    vr = [r for r in rows if r.get("task") == "vlm-scene-qa" and r["method"] not in ("vlm/none", "vlm/ima-alignment")]
+    if not vr:
+        return []
+    base = next((r for r in rows if r["method"] == "vlm/none"), None)
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.2))
+    names = list(dict.fromkeys(r["method"] for r in vr))
+    for i, name in enumerate(names):
+        mr = sorted((r for r in vr if r["method"] == name), key=lambda r: r["metrics"]["gflops"])
+        style = "--" if name in ("vlm/spatial_pool", "vlm/random_prune") else "-"
+        axes[0].plot([r["metrics"]["gflops"] for r in mr], [r["metrics"]["accuracy"] for r in mr], style, marker="o", ms=3,
+                     color=plt.cm.tab20(i % 20), label=name[4:])  # fmt: skip
+    if base is not None:
+        axes[0].plot([base["metrics"]["gflops"]], [base["metrics"]["accuracy"]], "k*", ms=10, label="none")
+        axes[0].axhline(base["metrics"]["accuracy"], color="k", lw=0.5)
+    axes[0].set_xscale("log")
+    axes[0].set_xlabel("GFLOPs per question (torch.utils.flop_counter)")
+    axes[0].set_ylabel("answer accuracy (held-out scenes)")
+    axes[0].legend(fontsize=7)
+    at = [r for r in vr if r["budget"]["keep"] == 0.11]
+    types = ("position", "count", "exists", "side")
+    w = 0.8 / max(1, len(at))
+    for j, r in enumerate(at):
+        axes[1].bar([k + j * w for k in range(4)], [r["metrics"].get(f"acc_{t}", 0) for t in types], w, color=plt.cm.tab20(j % 20), label=r["method"][4:])
+    if base is not None:
+        for k, t in enumerate(types):
+            axes[1].plot([k - w / 2, k + 0.8], [base["metrics"].get(f"acc_{t}", 0)] * 2, "k-", lw=1)
+    axes[1].set_xticks([k + 0.4 for k in range(4)], types)
+    axes[1].set_ylabel("accuracy at keep 11% (black: no reduction)")
+    ima = [r for r in rows if r["method"] == "vlm/ima-alignment"]
+    if ima:
+        keys = [k for k in ima[0]["metrics"] if k.startswith("alignment_") and k != "alignment_final"]
+        for k in keys:
+            axes[2].plot([r["budget"]["layer"] for r in ima], [r["metrics"][k] for r in ima], marker="o", label=k.split("_", 1)[1])
+        axes[2].set_xlabel("LM hidden state (0 = embeddings)")
+        axes[2].set_ylabel("P59 alignment: cos(mean visual, mean text)")
+        axes[2].legend(fontsize=7, title="checkpoint (step)")
+    fig.tight_layout()
+    fname = "token_compression_vlm.png"
+    fig.savefig(out_dir / fname, dpi=100)
+    plt.close(fig)
+    return [("Scene VLM (HF Llava): accuracy vs FLOPs per reducer; accuracy by question type at keep 11%; P59 alignment per layer per checkpoint", fname)]
+
+
+# ----------------------------------------------------------------------------- the VLM half
+
+VLM_VARIANTS = (  # (row name, registry name, LM layer (0: before the LM), options)
+    ("random_prune", "random_prune", 0, {}),
+    ("spatial_pool", "spatial_pool", 0, {}),
+    ("cls_attention", "cls_attention", 0, {}),
+    ("tome", "tome", 0, {}),
+    ("divprune", "divprune", 0, {}),
+    ("todre-kcenter-only", "todre", 0, {}),
+    ("todre", "todre", 0, {"relevance_layer": 2, "relevance_keep": 0.5}),
+    ("token_correlation", "token_correlation", 0, {}),
+    ("fastv", "fastv", 2, {}),
+    ("ima_ffn_skip", "ima_ffn_skip", 1, {}),
+)
+VLM_PAPERS = {"todre": "P63", "todre-kcenter-only": "P63", "token_correlation": "P54", "ima_ffn_skip": "P59"}
+
+
+def _vlm_sizes(quick: bool) -> dict[str, int]:
+    return dict(items=120 if quick else 800, flop_items=2 if quick else 8, time_batch=16 if quick else 32, reps=1 if quick else 3,
+                new_tokens=4, align_items=40 if quick else 200)  # fmt: skip
+
+
+@torch.no_grad()
+def _vlm_eval(model, attach_fn, data, sz) -> dict[str, Any]:
+    from tokenworks.compress.scene_vlm import accuracy_by_type
+
+    px, ids, ans, types = data
+    kept, preds, skipped = [], [], 0
+
+    def fwd(p, i):
+        if attach_fn is None:
+            return model(input_ids=i, pixel_values=p).logits[:, -1], None
+        with attach_fn() as h:
+            out = model(input_ids=i, pixel_values=p).logits[:, -1]
+        return out, h
+
+    for p, i in zip(px.split(60), ids.split(60)):
+        logits, h = fwd(p, i)
+        preds.append(logits.argmax(-1))
+        if h is not None:  # P59 keeps every token (its counts are FFN calls)
+            ffn_only = all(getattr(r, "skips_ffn", False) for _, r in h.stages)
+            kept.append(h.kept[0].float().mean() if h.kept and not ffn_only else torch.tensor(float(h.state.n_img)))
+            skipped += h.state.ffn_skipped
+    acc = accuracy_by_type(torch.cat(preds), ans, types)
+    f = sum(count_flops(lambda k=k: fwd(px[k : k + 1], ids[k : k + 1])) for k in range(sz["flop_items"])) / sz["flop_items"]
+    tp, ti = px[: sz["time_batch"]], ids[: sz["time_batch"]]
+
+    def timed(fn):
+        fn()
+        best = float("inf")
+        for _ in range(sz["reps"]):
+            t0 = time.perf_counter()
+            fn()
+            best = min(best, time.perf_counter() - t0)
+        return best
+
+    def gen():
+        kw = dict(input_ids=ti, pixel_values=tp, max_new_tokens=sz["new_tokens"], min_new_tokens=sz["new_tokens"], do_sample=False)
+        if attach_fn is None:
+            return model.generate(**kw)
+        with attach_fn():
+            return model.generate(**kw)
+
+    prefill = timed(lambda: fwd(tp, ti))
+    total = timed(gen)
+    return {"acc": acc, "tokens_kept": float(torch.stack(kept).mean()) if kept else 196.0, "flops": f, "prefill": prefill,
+            "decode": max(total - prefill, 1e-9), "ffn_skipped": skipped / len(ans)}  # fmt: skip
+
+
+def _vlm_row(method, paper, params, budget, res, ref) -> dict:
+    m = {"accuracy": res["acc"]["all"], **{f"acc_{k}": v for k, v in res["acc"].items() if k != "all"},
+         "tokens_kept": res["tokens_kept"], "gflops": res["flops"] / 1e9, "flops_ratio": res["flops"] / ref["flops"],
+         "prefill_time_ratio": res["prefill"] / ref["prefill"], "decode_time_ratio": res["decode"] / ref["decode"],
+         "ffn_skipped_per_item": res["ffn_skipped"]}  # fmt: skip
+    return {"family": "CMP", "task": "vlm-scene-qa", "method": f"vlm/{method}", "paper": paper, "params": params,
+            "budget": {"keep": budget, "layer": params.get("layer", 0)}, "metrics": {k: round(v, 6) for k, v in m.items()}}  # fmt: skip
+
+
+def vlm_rows(ctx) -> list[dict]:
+    """Every reducer on the scene VLM (HF Llava) at 50/25/11/5%, + P59's alignment per layer."""
+    from tokenworks.compress.scene_vlm import held_out_qa, scene_vlm
+
+    sz = _vlm_sizes(ctx.quick)
+    model = scene_vlm(train_if_missing=True)
+    data = held_out_qa(sz["items"])
+    none = _vlm_eval(model, None, data, sz)
+    rows = [_vlm_row("none", None, {}, 1.0, none, none)]
+    rho = _vlm_density(model, tw.create("token_correlation").threshold)
+    for name, reg, layer, opts in ctx.track(VLM_VARIANTS, "token-compression (VLM)"):
+        if name == "token_correlation":
+            opts = {"reference_density": rho}
+        for b in BUDGETS:
+            red = tw.create(reg, budget=b, **opts)
+            res = _vlm_eval(model, lambda red=red, layer=layer: tw.compress.attach(model, red, layer=layer), data, sz)
+            rows.append(_vlm_row(name, VLM_PAPERS.get(name), {**opts, "layer": layer}, b, res, none))
+    rows += _ima_rows(model, sz)
+    ctx.log(f"VLM none: accuracy {none['acc']['all']:.3f} ({none['acc']})")
+    return rows
+
+
+@torch.no_grad()
+def _vlm_density(model, threshold: float, n: int = 60) -> float:
+    """Mean P54 density of the projected visual tokens of ``n`` training scenes (P54's reference)."""
+    from tokenworks.compress.scene_vlm import qa_batch
+
+    px, ids, _, _ = qa_batch(n, split="train", generator=torch.Generator().manual_seed(98))
+    seen = {}
+    h = model.model.multi_modal_projector.register_forward_hook(lambda m, a, out: seen.setdefault("x", out))
+    model(input_ids=ids, pixel_values=px)
+    h.remove()
+    x = seen["x"]
+    return float(information_density(x, torch.ones(x.shape[:2], dtype=torch.bool), threshold).mean())
+
+
+def _ima_rows(model, sz) -> list[dict]:
+    """P59: alignment score per LM layer for the final model and each training snapshot, and its
+    correlation (Pearson, across the checkpoints) with their accuracy on the same QA items."""
+    from tokenworks.compress.ima import alignment_scores
+    from tokenworks.compress.scene_vlm import held_out_qa, load_scene_vlm, scene_vlm_dir, vlm_accuracy
+
+    path = scene_vlm_dir(train_if_missing=False)
+    steps = sorted(int(p.stem.split("-")[1]) for p in path.glob("ckpt-*.safetensors"))
+    px, ids, _, _ = held_out_qa(sz["align_items"], seed=99)
+    models = [(s, load_scene_vlm(path, snapshot=s)) for s in steps] + [("final", model)]
+    scores, accs = [], []
+    for _, m in models:
+        scores.append(alignment_scores(m, px, ids))
+        accs.append(vlm_accuracy(m, sz["items"])["all"])
+    S, A = torch.stack(scores), torch.tensor(accs)
+    rows = []
+    for layer in range(S.shape[1]):
+        s = S[:, layer]
+        corr = float(torch.corrcoef(torch.stack([s, A]))[0, 1]) if len(A) > 2 and float(s.std()) > 0 else float("nan")
+        rows.append({"family": "ANA", "task": "vlm-scene-qa", "method": "vlm/ima-alignment", "paper": "P59", "params": {},
+                     "budget": {"keep": 1.0, "layer": layer},
+                     "metrics": {"alignment_final": round(float(s[-1]), 6), "corr_with_accuracy": round(corr, 6),
+                                 "checkpoints": len(A), **{f"alignment_{k}": round(float(v), 6) for (k, _), v in zip(models, s)},
+                                 **{f"accuracy_{k}": round(float(a), 6) for (k, _), a in zip(models, A)}}})  # fmt: skip
+    return rows

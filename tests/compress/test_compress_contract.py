@@ -23,8 +23,10 @@ def _call(name, budget, x, attn, grid, **kw):
 
 
 def test_every_cmp_method_is_a_reducer_or_a_resampler():
-    assert {m.name for m in tw.methods(family="CMP")} == set(REDUCERS) | {m.name for m in tw.methods(kind="token_resampler")}
-    assert {"todre", "token_correlation", "tome", "spatial_pool", "random_prune", "cls_attention", "divprune"} <= set(REDUCERS)
+    cmp = {m.name for m in tw.methods(family="CMP")}
+    # P59 (IMA, an analysis paper: family ANA) registers its FFN skipping as a token reducer too
+    assert cmp | {"ima_ffn_skip"} == set(REDUCERS) | {m.name for m in tw.methods(kind="token_resampler")}
+    assert {"todre", "token_correlation", "tome", "spatial_pool", "random_prune", "cls_attention", "divprune", "fastv", "ima_ffn_skip"} <= set(REDUCERS)
 
 
 @pytest.mark.parametrize("name", REDUCERS)
@@ -62,6 +64,8 @@ def test_keep_all_changes_nothing(name, tiny_vit, scenes):
     red = tw.create(name, budget=1.0, **({"adaptive": False} if name == "token_correlation" else {}))
     out = red(x, attention=attn, grid=grid)
     assert out.identity and out.tokens is x
+    if "vit" not in red.hosts:
+        return  # LLaVA-only (FastV, P59): keep-all on that host is tested in test_llava_host.py
     img, _ = scenes
     ref = tiny_vit(img)
     with attach_vit(tiny_vit, red, layer=1) as h:
@@ -93,6 +97,10 @@ def test_batch_rows_equal_rows_alone(name):
 def test_in_vit_rows_equal_rows_alone_and_no_nan(name, tiny_vit, scenes):
     img, _ = scenes
     kw = {"reference_density": 0.3} if name == "token_correlation" else {}
+    if "vit" not in tw.create(name).hosts:  # LLaVA only: the same check on that host is in test_llava_host.py
+        with pytest.raises(ValueError, match="LLaVA"):
+            attach_vit(tiny_vit, tw.create(name, budget=0.11), layer=1)
+        return
     with attach_vit(tiny_vit, tw.create(name, budget=0.11, **kw), layer=1) as h:
         batch = tiny_vit(img)
         kept = h.kept[0].clone()

@@ -1,4 +1,4 @@
-"""``tokenworks train scene-vit`` and ``tokenworks compress vit``: the token-compression family's commands."""
+"""``tokenworks train scene-vit`` / ``scene-vlm`` / ``scene-mqt`` and ``tokenworks compress vit``: the token-compression family's commands."""
 
 from __future__ import annotations
 
@@ -78,6 +78,33 @@ def compress_vit(
     n = model.patch_embed.num_patches
     console.print(f"no reduction: {base:.3f} per-cell accuracy on {scenes} scenes ({n} patch tokens)")
     console.print(f"{reducer} (budget {b}, before block {layer}): {acc:.3f}; tokens held per stage: {', '.join(f'{k:.1f}' for k in kept)}")
+
+
+@train_app.command("scene-vlm")
+def train_scene_vlm_cmd(
+    out: Annotated[Optional[Path], out_option("Write here instead of the cache (e.g. assets/compress/scene-vlm)")] = None,
+    tiny: Annotated[bool, typer.Option("--tiny", help="A seconds-long configuration of the same recipe (smoke test)")] = False,
+    fp16: Annotated[bool, typer.Option("--fp16/--fp32", help="Save weights in float16 (default, for assets/)")] = True,
+    device: Annotated[str, device_option()] = "cpu",
+    overwrite: Annotated[bool, overwrite_option()] = False,
+) -> None:
+    """Train the compression benchmark's scene VLM (HF Llava; projector + LM, vision tower from the scene ViT; resumable)."""
+    from tokenworks.compress.scene_vlm import NAME, SceneVLMConfig, scene_vlm_dir, train_scene_vlm
+    from tokenworks.io import atomic_dir, cache_dir, prepare_output
+
+    config = SceneVLMConfig(lm_dim=16, lm_layers=2, lm_heads=2, lm_mlp=16, steps=4, batch_size=2, snapshots=2) if tiny else SceneVLMConfig()
+    if out is not None:
+        prepare_output(out, overwrite=overwrite)
+    if out is None and not tiny:
+        scene_vlm_dir(config)
+        console.print("scene VLM ready (cache or assets)")
+        return
+    target = out or cache_dir("models", NAME + "-tiny")
+    run = cache_dir("runs", NAME.replace("/", "-") + ("-tiny" if tiny else ""))
+    with atomic_dir(target, overwrite=overwrite, owned=out is None) as tmp:
+        info = train_scene_vlm(tmp, config, ckpt_dir=run, device=device, fp16=fp16, eval_n=20 if tiny else 400, init_vision=not tiny)
+    acc = info["test_accuracy"]
+    console.print(f"saved to {target}: test accuracy {acc['all']:.3f} ({', '.join(f'{k} {v:.2f}' for k, v in acc.items() if k != 'all')})")
 
 
 @train_app.command("scene-mqt")

@@ -6,11 +6,17 @@ One line on an unchanged ViT (timm layout), then the unchanged forward::
     >>> with tw.compress.attach_vit(model, tw.create("todre", budget=0.11), layer=2):
     ...     logits = model(images)
 
+or on a Hugging Face ``LlavaForConditionalGeneration`` (:mod:`tokenworks.compress.llava_hook`;
+``layer=0`` prunes the projected visual tokens before the LM, ``layer=K`` inside the LM)::
+
+    >>> with tw.compress.attach(model, "todre", keep=0.25):
+    ...     out = model.generate(input_ids=ids, pixel_values=px, max_new_tokens=8)
+
 or on any tokens: ``out = tw.create("tome", budget=0.25)(tokens)`` -> ``out.tokens`` (B, M, D),
 ``out.mask``, ``out.sizes``, ``out.source`` (the merge map). ``budget`` is a fraction of the
 tokens (0 < budget <= 1) or a count (an int). Reducers: ``random_prune``, ``spatial_pool``,
 ``cls_attention``, ``tome``, ``divprune`` (baselines), ``todre`` (P63) and
-``token_correlation`` (P54); see :mod:`tokenworks.compress.base` for the mechanics and
+``token_correlation`` (P54), ``fastv`` (LLaVA only) and ``ima_ffn_skip`` (P59, LLaVA only); see :mod:`tokenworks.compress.base` for the mechanics and
 :mod:`tokenworks.compress.vit_hook` for the ViT attachment.
 """
 
@@ -18,6 +24,9 @@ from tokenworks.compress.base import Reducer, Reduction, TokenView, budget_count
 from tokenworks.compress.cls_attention import CLSAttention
 from tokenworks.compress.correlation import CorrelationGuided, information_density
 from tokenworks.compress.divprune import DivPrune
+from tokenworks.compress.fastv import FastV
+from tokenworks.compress.ima import IMAFFNSkip, alignment_scores
+from tokenworks.compress.llava_hook import LlavaCompression, attach
 from tokenworks.compress.mqt import MQT
 from tokenworks.compress.pooling import SpatialPool
 from tokenworks.compress.random import RandomPrune
@@ -29,6 +38,9 @@ __all__ = [
     "CLSAttention",
     "CorrelationGuided",
     "DivPrune",
+    "FastV",
+    "IMAFFNSkip",
+    "LlavaCompression",
     "MQT",
     "RandomPrune",
     "Reducer",
@@ -38,6 +50,8 @@ __all__ = [
     "ToMe",
     "TokenView",
     "ViTCompression",
+    "alignment_scores",
+    "attach",
     "attach_vit",
     "budget_count",
     "information_density",

@@ -103,6 +103,8 @@ class Reducer:
     kind: ClassVar[str] = "token_reducer"
     needs_attention: ClassVar[bool] = False  # reads view.cls_attention()
     needs_grid: ClassVar[bool] = False  # needs the unreduced spatial grid (pooling)
+    hosts: ClassVar[tuple[str, ...]] = ("vit", "llava")  # where it can be attached
+    default_layer: ClassVar[int] = 0  # tw.compress.attach's layer when none is given (0: before the LM)
 
     budget: float | int = 0.25
 

@@ -57,6 +57,8 @@ class ViTCompression:
             raise TypeError(f"model must be a timm-style VisionTransformer (model.blocks[i].attn.qkv), got {type(model).__name__}")
         if not isinstance(reducer, Reducer):
             raise TypeError(f"reducer must be a tokenworks token reducer (tw.create(...)), got {type(reducer).__name__}")
+        if "vit" not in reducer.hosts:
+            raise ValueError(f"reducer {type(reducer).__name__} works inside a LLaVA LM only (tw.compress.attach), not in a ViT")
         depth = len(blocks)
         check_int("layer", layer, min=0 if not reducer.needs_attention else 1, max=depth - 1)
         for b in blocks:
