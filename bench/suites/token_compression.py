@@ -17,7 +17,7 @@ patch tokens are reduced before block 2 of 5) at keep ratios of 50, 25, 11 and 5
   ``token_correlation-fixed``: the same sampling with one ratio for every image, equal to the
   adaptive row's *measured* mean kept ratio (the paper's control: adaptive vs fixed at the same
   mean budget);
-- the VLM half (rows ``vlm/*``, task ``vlm-scene-qa``): the scene VLM (an HF Llava, assets/compress/
+- the VLM half (rows with task ``vlm-scene-qa``, method = the registry name): the scene VLM (an HF Llava, assets/compress/
   scene-vlm) answering position / count / exists / side questions; every reducer attached with
   ``tw.compress.attach`` before the LM (layer 0), FastV inside the LM at layer 2, ToDRE with its
   second stage (relevance from the last text token at LM layer 2, half of the rest kept), P59's FFN
@@ -251,6 +251,7 @@ def _curve(rows, method, x="gflops"):
 def claim_verdicts(rows: list[dict]) -> list[dict]:
     """P63 (k-center vs [CLS] attention at 11% and 5%), P54 (adaptive vs fixed at equal mean
     tokens), and 'does any method beat plain pooling', each on the control's accuracy-vs-FLOPs curve."""
+    rows = [r for r in rows if "task" not in r]  # the ViT half (VLM rows carry task="vlm-scene-qa")
     out = []
 
     def add(claim, paper, method, control, keep, x="gflops"):
@@ -290,14 +291,14 @@ def summary(rows: list[dict]) -> str:
 
 def vlm_table(rows: list[dict]) -> str:
     """Markdown: VLM accuracy (overall and by question type), FLOPs and time ratios per method and budget."""
-    vr = [r for r in rows if r.get("task") == "vlm-scene-qa" and r["method"] != "vlm/ima-alignment"]
+    vr = [r for r in rows if r.get("task") == "vlm-scene-qa" and r["method"] != "vlm/ima-alignment"]  # method = registry name
     if not vr:
         return ""
     head = "| method | keep | accuracy | position | count | exists | side | tokens kept | FLOPs ratio | prefill ratio | decode ratio |"
     out = ["**Scene VLM (HF Llava) QA**", "", head, "|" + "---|" * 11]
     for r in vr:
         m = r["metrics"]
-        out.append(f"| {r['method'][4:]} | {r['budget']['keep']:.0%} | {m['accuracy']:.3f} | {m.get('acc_position', 0):.2f} | "
+        out.append(f"| {r['method']} | {r['budget']['keep']:.0%} | {m['accuracy']:.3f} | {m.get('acc_position', 0):.2f} | "
                    f"{m.get('acc_count', 0):.2f} | {m.get('acc_exists', 0):.2f} | {m.get('acc_side', 0):.2f} | {m['tokens_kept']:.0f} | "
                    f"{m['flops_ratio']:.2f} | {m['prefill_time_ratio']:.2f} | {m['decode_time_ratio']:.2f} |")  # fmt: skip
     ima = [r for r in rows if r["method"] == "vlm/ima-alignment"]
@@ -309,13 +310,18 @@ def vlm_table(rows: list[dict]) -> str:
 
 
 def headline(method: str, rows: list[dict]) -> str | None:
-    r = next((r for r in rows if r["method"] == method and r["budget"]["keep"] == 0.11), None)
-    base = next((r for r in rows if r["method"] == "none"), None)
-    if r is None or base is None:
-        return None
-    m = r["metrics"]
-    return (f"scene ViT, keep 11%: top-1 {m['top1']:.3f} (untouched {base['metrics']['top1']:.3f}) at {m['flops_ratio']:.2f}x FLOPs, "
-            f"{m['time_ratio']:.2f}x wall (CPU)")  # fmt: skip
+    """At keep 11%: the scene ViT's top-1, or, for reducers measured only on the scene VLM (fastv,
+    ima_ffn_skip), its QA accuracy; the untouched model's figure when its row is among ``rows``."""
+    for task, host, metric in ((None, "scene ViT", "top1"), ("vlm-scene-qa", "scene VLM", "accuracy")):
+        part = [r for r in rows if r.get("task") == task]
+        r = next((r for r in part if r["method"] == method and r["budget"]["keep"] == 0.11), None)
+        if r is None:
+            continue
+        base = next((b for b in part if b["method"] == "none"), None)
+        m = r["metrics"]
+        ref = f" (untouched {base['metrics'][metric]:.3f})" if base else ""
+        return f"{host}, keep 11%: {metric} {m[metric]:.3f}{ref} at {m['flops_ratio']:.2f}x FLOPs"
+    return None
 
 
 def plots(rows: list[dict], out_dir) -> list[tuple[str, str]]:
@@ -363,15 +369,16 @@ def plots(rows: list[dict], out_dir) -> list[tuple[str, str]]:
 def _vlm_plots(rows, out_dir) -> list[tuple[str, str]]:
     import matplotlib.pyplot as plt
 
-    vr = [r for r in rows if r.get("task") == "vlm-scene-qa" and r["method"] not in ("vlm/none", "vlm/ima-alignment")]
+    vlm = [r for r in rows if r.get("task") == "vlm-scene-qa"]
+    vr = [r for r in vlm if r["method"] not in ("none", "vlm/ima-alignment")]
     if not vr:
         return []
-    base = next((r for r in rows if r["method"] == "vlm/none"), None)
+    base = next((r for r in vlm if r["method"] == "none"), None)
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.2))
     names = list(dict.fromkeys(r["method"] for r in vr))
     for i, name in enumerate(names):
         mr = sorted((r for r in vr if r["method"] == name), key=lambda r: r["metrics"]["gflops"])
-        style = "--" if name in ("vlm/spatial_pool", "vlm/random_prune") else "-"
+        style = "--" if name in ("spatial_pool", "random_prune") else "-"
         axes[0].plot([r["metrics"]["gflops"] for r in mr], [r["metrics"]["accuracy"] for r in mr], style, marker="o", ms=3,
                      color=plt.cm.tab20(i % 20), label=name[4:])  # fmt: skip
     if base is not None:
@@ -385,7 +392,7 @@ def _vlm_plots(rows, out_dir) -> list[tuple[str, str]]:
     types = ("position", "count", "exists", "side")
     w = 0.8 / max(1, len(at))
     for j, r in enumerate(at):
-        axes[1].bar([k + j * w for k in range(4)], [r["metrics"].get(f"acc_{t}", 0) for t in types], w, color=plt.cm.tab20(j % 20), label=r["method"][4:])
+        axes[1].bar([k + j * w for k in range(4)], [r["metrics"].get(f"acc_{t}", 0) for t in types], w, color=plt.cm.tab20(j % 20), label=r["method"])
     if base is not None:
         for k, t in enumerate(types):
             axes[1].plot([k - w / 2, k + 0.8], [base["metrics"].get(f"acc_{t}", 0)] * 2, "k-", lw=1)
@@ -480,7 +487,7 @@ def _vlm_row(method, paper, params, budget, res, ref) -> dict:
          "tokens_kept": res["tokens_kept"], "gflops": res["flops"] / 1e9, "flops_ratio": res["flops"] / ref["flops"],
          "prefill_time_ratio": res["prefill"] / ref["prefill"], "decode_time_ratio": res["decode"] / ref["decode"],
          "ffn_skipped_per_item": res["ffn_skipped"]}  # fmt: skip
-    return {"family": "CMP", "task": "vlm-scene-qa", "method": f"vlm/{method}", "paper": paper, "params": params,
+    return {"family": "CMP", "task": "vlm-scene-qa", "method": method, "paper": paper, "params": params,
             "budget": {"keep": budget, "layer": params.get("layer", 0)}, "metrics": {k: round(v, 6) for k, v in m.items()}}  # fmt: skip
 
 
