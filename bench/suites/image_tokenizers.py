@@ -8,25 +8,21 @@ grid of mask tokens + the tokens, a low-rank linear path, the 2D baseline's conv
 :mod:`tokenworks.vision.vit`).
 
 The encoder's linear path (``ENCODER_LINEAR_RANK``: each latent token also gets a learned rank-4
-linear function of all pixels; measured +2.0 dB on TiTok-32 at 400 steps) is NOT yet in every
-TiTok-encoder preset; the recipe is still split, for want of CPU time (one unit took ~20 minutes
-on the shared machine of the session that retrained ``flextok-32`` and ``gigatok-16``):
-- with it: ``titok-32``, ``titok-49``, ``flextok-32``, ``gigatok-16`` (all three seeds each; the
-  path lifted GigaTok-16 from 19.03 to 19.84 dB and FlexTok-32 from 18.47 to 19.86 dB, quick run,
-  seed means; FlexTok-32 stays 0.49 dB below PCA at its bits: nested dropout spends capacity on
-  short prefixes, and its no-dropout control without the path is at PCA);
-- without it, to be retrained (add ``linear=True`` / ``encoder_linear_rank``, then one
-  ``tokenworks vision presets --train --only ...``): ``titok-8``, ``titok-16``, ``textok-16``,
-  ``binary-16``, ``flextok-32-nodrop``. Until then the TiTok curve that TexTok, GigaTok, DiGIT
-  and binary are judged on mixes both (its 8- and 16-token points lack the path), and FlexTok's
-  nested-dropout control lacks the path that ``flextok-32`` has;
+linear function of all pixels; measured +2.0 dB on TiTok-32 at 400 steps) is in every preset
+with a TiTok latent encoder, all three seeds (``titok-8/16/32/49``, ``textok-16``,
+``gigatok-16``, ``flextok-32`` and its no-dropout control, ``binary-16``), so the TiTok rate
+curve that TexTok, GigaTok, DiGIT and binary are judged on has one recipe. Exceptions:
 - kept without it: ``vq-16`` and ``robustok-16`` (a matched pair; ``vq-16``'s weights are the
   tokenizer of the decode assets, image-AR, caption-VLM and FLASH, which would all need
   retraining), both above PCA;
 - not applicable: ``hita-16`` / ``hita-patch-16`` (Hita's own two-stage encoder with a causal
   second stage, no TiTok latent encoder; both above PCA) and ``digit-16`` (its tokens are k-means
   clusters of a *frozen* feature encoder; a learned pixel path would make them reconstruction
-  tokens, which is what DiGIT does not do; it sits at the PCA curve, -0.03 dB within its spread).
+  tokens, which is what DiGIT does not do; it sits at the PCA curve, within its spread).
+FlexTok-32 stays below PCA at its full length: nested dropout trains the full 32-token sequence
+in one draw of six (prefixes 1, 2, 4, ..., 32), and the measured cost against its no-dropout
+control is the price of ordered tokens at this budget; at its prefixes of 8 and 16 tokens it is
+above the PCA curve of the same bits (see the prefix rows).
 
 Training budget: ``STEPS`` = 1200 steps, where the learning curves have not flattened (the loss
 of the last fifth still falls 5-10%). What the plateau costs, measured once on ``titok-16`` seed 0
