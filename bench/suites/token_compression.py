@@ -22,7 +22,7 @@ patch tokens are reduced before block 2 of 5) at keep ratios of 50, 25, 11 and 5
   ``tw.compress.attach`` before the LM (layer 0), FastV inside the LM at layer 2, ToDRE with its
   second stage (relevance from the last text token at LM layer 2, half of the rest kept), P59's FFN
   skipping from LM layer 1, and ``token_correlation-fixed`` (P54's control, as above); accuracy
-  (mean over 3 draws of held-out QA items, 120 each in ``--quick``, balanced over question types)
+  (mean over 3 draws of held-out QA items, 96 each in ``--quick``, balanced over question types)
   and by question type (pooled), FLOPs, prefill wall time (median of 3) and decode wall time with
   the KV cache (5 decode steps after the prefill, timed inside one ``generate`` by a streamer's
   per-token stamps; median of 3), as ratios to no reduction in the same run; P59's alignment
@@ -476,7 +476,7 @@ VLM_SEEDS = (4321, 4322, 4323)  # draws of held-out QA items (test-split scenes)
 
 
 def _vlm_sizes(quick: bool) -> dict[str, int]:
-    return dict(items=120 if quick else 600, flop_items=2 if quick else 8, time_batch=16 if quick else 32, reps=3 if quick else 5,
+    return dict(items=96 if quick else 600, flop_items=1 if quick else 8, time_batch=8 if quick else 32, reps=3 if quick else 5,
                 new_tokens=6, align_items=40 if quick else 200)  # fmt: skip
 
 
