@@ -9,7 +9,7 @@ import tokenworks as tw
 from tokenworks.checks import ArgumentError
 from tokenworks.compress.scene_vlm import IMAGE, SceneVLMConfig, build_scene_vlm, held_out_qa
 
-CFG = SceneVLMConfig(lm_dim=32, lm_layers=4, lm_heads=4, lm_mlp=64)
+CFG = SceneVLMConfig(lm_dim=32, lm_layers=4, lm_heads=4, lm_mlp=64, init_std=0.02)  # the q/k x 30 below assumes HF's init
 
 
 def _model(impl="sdpa"):
