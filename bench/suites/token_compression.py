@@ -422,7 +422,7 @@ def _vlm_plots(rows, out_dir) -> list[tuple[str, str]]:
         mr = sorted((r for r in vr if r["method"] == name), key=lambda r: r["metrics"]["gflops"])
         style = "--" if name in ("spatial_pool", "random_prune") else "-"
         axes[0].plot([r["metrics"]["gflops"] for r in mr], [r["metrics"]["accuracy"] for r in mr], style, marker="o", ms=3,
-                     color=plt.cm.tab20(i % 20), label=name[4:])  # fmt: skip
+                     color=plt.cm.tab20(i % 20), label=name)  # fmt: skip
     if base is not None:
         axes[0].plot([base["metrics"]["gflops"]], [base["metrics"]["accuracy"]], "k*", ms=10, label="none")
         axes[0].axhline(base["metrics"]["accuracy"], color="k", lw=0.5)
