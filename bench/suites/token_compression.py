@@ -21,10 +21,14 @@ patch tokens are reduced before block 2 of 5) at keep ratios of 50, 25, 11 and 5
   scene-vlm) answering position / count / exists / side questions; every reducer attached with
   ``tw.compress.attach`` before the LM (layer 0), FastV inside the LM at layer 2, ToDRE with its
   second stage (relevance from the last text token at LM layer 2, half of the rest kept), P59's FFN
-  skipping from LM layer 1; accuracy by question type, FLOPs, prefill and decode (KV cache, 4 new
-  tokens) wall time as ratios to no reduction in the same run; P59's alignment score per LM layer
-  for the final model and 3 training snapshots, with its Pearson correlation to their accuracy.
-  No verdicts there: one model, one draw of questions;
+  skipping from LM layer 1, and ``token_correlation-fixed`` (P54's control, as above); accuracy
+  (mean over 3 draws of held-out QA items, 96 each in ``--quick``, balanced over question types)
+  and by question type (pooled), FLOPs, prefill wall time (median of 3) and decode wall time with
+  the KV cache (5 decode steps after the prefill, timed inside one ``generate`` by a streamer's
+  per-token stamps; median of 3), as ratios to no reduction in the same run; P59's alignment
+  score per LM layer for the final model and 3 training snapshots, with its Pearson correlation
+  to their accuracy. Verdicts as for the ViT (same rule, on the change of answer accuracy from
+  the untouched VLM on the same items; the spread is over the 3 draws of items, one VLM);
 - ``mqt`` (P11): one query-transformer resampler (trained inside the frozen ViT with a random
   m in 1..98 per step) run at m = 10, 22, 49, 98 queries in place of the patch tokens, and
   ``mqt-fixed-m``: a resampler trained at each fixed m with the same steps (the paper's
@@ -244,8 +248,8 @@ def _mqt_rows(ctx, model, data, sz, ref) -> list[dict]:
 # ----------------------------------------------------------------------------- verdicts
 
 
-def _curve(rows, method, x="gflops"):
-    return [(r["metrics"][x], r["seeds"]["top1_vs_none"]) for r in rows if r["method"] == method and "seeds" in r]
+def _curve(rows, method, x="gflops", key="top1_vs_none"):
+    return [(r["metrics"][x], r["seeds"][key]) for r in rows if r["method"] == method and key in r.get("seeds", {})]
 
 
 def claim_verdicts(rows: list[dict]) -> list[dict]:
@@ -276,16 +280,54 @@ def claim_verdicts(rows: list[dict]) -> list[dict]:
     return out
 
 
-def summary(rows: list[dict]) -> str:
-    out = ["**Claims at this scale** (`bench.verdict.judge` on the change of per-cell accuracy from the untouched model on the same "
-           "scenes, against the control's curve of that change vs GFLOPs (or tokens kept where said; log scale), interpolated at the method's FLOPs; spread = ranges "
-           "over 3 disjoint draws of test scenes with one trained model, so evaluation noise, not training seeds):", ""]  # fmt: skip
-    vt = vlm_table(rows)
-    for c in claim_verdicts(rows):
+def vlm_claim_verdicts(rows: list[dict]) -> list[dict]:
+    """The same claims on the scene VLM (change of answer accuracy from the untouched model on the same QA items, 3 draws):
+    P63 vs [CLS] attention (before the LM) and vs FastV (inside the LM, on tokens kept), P54 adaptive vs fixed at the same
+    mean tokens, and every reducer vs plain pooling at 11%."""
+    rows = [r for r in rows if r.get("task") == "vlm-scene-qa" and "seeds" in r]
+    out = []
+
+    def add(claim, paper, method, control, keep, x="gflops"):
+        r = next((r for r in rows if r["method"] == method and r["budget"]["keep"] == keep), None)
+        curve = _curve(rows, control, x, "accuracy_vs_none")
+        if r is None or not curve:
+            return
+        v = judge((r["metrics"][x], r["seeds"]["accuracy_vs_none"]), curve, log_x=True)
+        out.append({"claim": claim, "paper": paper, "method": method, "control": control, "keep": keep, "x": x, "verdict": v})
+
+    for keep in (0.11, 0.05):
+        for method in ("todre-kcenter-only", "todre"):
+            add("ToDRE beats attention pruning at high pruning", "P63", method, "cls_attention", keep)
+            add("ToDRE beats attention pruning at high pruning", "P63", method, "fastv", keep, "tokens_kept")
+    for keep in BUDGETS:
+        add("an adaptive per-image ratio beats a fixed ratio at the same mean budget", "P54", "token_correlation", "token_correlation-fixed",
+            keep, "tokens_kept")  # fmt: skip
+    for name in dict.fromkeys(r["method"] for r in rows if r["method"] not in ("none", "spatial_pool", "fastv", "ima_ffn_skip")):
+        add("beats plain spatial pooling", None, name, "spatial_pool", 0.11)
+    return out
+
+
+def _verdict_lines(verdicts) -> list[str]:
+    out = []
+    for c in verdicts:
         v = c["verdict"]
         at = f"{v.x:.4f} GFLOPs" if c["x"] == "gflops" else f"{v.x:.1f} tokens kept"
         out.append(f"- {c['paper'] or 'baseline'} {c['method']} at keep {c['keep']:.0%} ({v.y:+.3f} at {at}) vs {c['control']} "
                    f"({v.control_at_x:+.3f} at the same {'FLOPs' if c['x'] == 'gflops' else 'tokens'}): {c['claim']}: **{v.text()}**.")  # fmt: skip
+    return out
+
+
+def summary(rows: list[dict]) -> str:
+    out = ["**Claims at this scale** (`bench.verdict.judge` on the change of per-cell accuracy from the untouched model on the same "
+           "scenes, against the control's curve of that change vs GFLOPs (or tokens kept where said; log scale), interpolated at the method's FLOPs; spread = ranges "
+           "over 3 disjoint draws of test scenes with one trained model, so evaluation noise, not training seeds):", ""]  # fmt: skip
+    out += _verdict_lines(claim_verdicts(rows))
+    vv = vlm_claim_verdicts(rows)
+    if vv:
+        out += ["", "**Claims on the scene VLM** (same rule on the change of answer accuracy from the untouched VLM on the same "
+                "QA items; spread = ranges over 3 draws of held-out QA items, one trained VLM):", ""]  # fmt: skip
+        out += _verdict_lines(vv)
+    vt = vlm_table(rows)
     return "\n".join(out) + ("\n\n" + vt if vt else "")
 
 
@@ -380,7 +422,7 @@ def _vlm_plots(rows, out_dir) -> list[tuple[str, str]]:
         mr = sorted((r for r in vr if r["method"] == name), key=lambda r: r["metrics"]["gflops"])
         style = "--" if name in ("spatial_pool", "random_prune") else "-"
         axes[0].plot([r["metrics"]["gflops"] for r in mr], [r["metrics"]["accuracy"] for r in mr], style, marker="o", ms=3,
-                     color=plt.cm.tab20(i % 20), label=name[4:])  # fmt: skip
+                     color=plt.cm.tab20(i % 20), label=name)  # fmt: skip
     if base is not None:
         axes[0].plot([base["metrics"]["gflops"]], [base["metrics"]["accuracy"]], "k*", ms=10, label="none")
         axes[0].axhline(base["metrics"]["accuracy"], color="k", lw=0.5)
@@ -430,17 +472,34 @@ VLM_VARIANTS = (  # (row name, registry name, LM layer (0: before the LM), optio
 VLM_PAPERS = {"todre": "P63", "todre-kcenter-only": "P63", "token_correlation": "P54", "ima_ffn_skip": "P59"}
 
 
+VLM_SEEDS = (4321, 4322, 4323)  # draws of held-out QA items (test-split scenes)
+
+
 def _vlm_sizes(quick: bool) -> dict[str, int]:
-    return dict(items=120 if quick else 800, flop_items=2 if quick else 8, time_batch=16 if quick else 32, reps=1 if quick else 3,
-                new_tokens=4, align_items=40 if quick else 200)  # fmt: skip
+    return dict(items=96 if quick else 600, flop_items=1 if quick else 8, time_batch=8 if quick else 32, reps=3 if quick else 5,
+                new_tokens=6, align_items=40 if quick else 200)  # fmt: skip
+
+
+class _StepClock:
+    """A ``generate`` streamer that stamps the time of every step: the first ``put`` is the prompt, the second the
+    first new token (so after the prefill); the time from there to the last token is the decode with the KV cache."""
+
+    def __init__(self) -> None:
+        self.stamps: list[float] = []
+
+    def put(self, value) -> None:
+        self.stamps.append(time.perf_counter())
+
+    def end(self) -> None:
+        pass
 
 
 @torch.no_grad()
 def _vlm_eval(model, attach_fn, data, sz) -> dict[str, Any]:
+    """Accuracy per draw of QA items (and by question type, pooled), tokens kept, FLOPs, prefill and decode time."""
     from tokenworks.compress.scene_vlm import accuracy_by_type
 
-    px, ids, ans, types = data
-    kept, preds, skipped = [], [], 0
+    kept, skipped, accs, all_pred = [], 0, [], []
 
     def fwd(p, i):
         if attach_fn is None:
@@ -449,55 +508,65 @@ def _vlm_eval(model, attach_fn, data, sz) -> dict[str, Any]:
             out = model(input_ids=i, pixel_values=p).logits[:, -1]
         return out, h
 
-    for p, i in zip(px.split(60), ids.split(60)):
-        logits, h = fwd(p, i)
-        preds.append(logits.argmax(-1))
-        if h is not None:  # P59 keeps every token (its counts are FFN calls)
-            ffn_only = all(getattr(r, "skips_ffn", False) for _, r in h.stages)
-            kept.append(h.kept[0].float().mean() if h.kept and not ffn_only else torch.tensor(float(h.state.n_img)))
-            skipped += h.state.ffn_skipped
-    acc = accuracy_by_type(torch.cat(preds), ans, types)
+    for px, ids, ans, _ in data:
+        preds = []
+        for p, i in zip(px.split(60), ids.split(60)):
+            logits, h = fwd(p, i)
+            preds.append(logits.argmax(-1))
+            if h is not None:  # P59 keeps every token (its counts are FFN calls)
+                ffn_only = all(getattr(r, "skips_ffn", False) for _, r in h.stages)
+                kept.append(h.kept[0].float().mean() if h.kept and not ffn_only else torch.tensor(float(h.state.n_img)))
+                skipped += h.state.ffn_skipped
+        pred = torch.cat(preds)
+        accs.append(float((pred == ans).float().mean()))
+        all_pred.append(pred)
+    acc = accuracy_by_type(torch.cat(all_pred), torch.cat([d[2] for d in data]), torch.cat([d[3] for d in data]))
+    px, ids = data[0][0], data[0][1]
     f = sum(count_flops(lambda k=k: fwd(px[k : k + 1], ids[k : k + 1])) for k in range(sz["flop_items"])) / sz["flop_items"]
     tp, ti = px[: sz["time_batch"]], ids[: sz["time_batch"]]
 
-    def timed(fn):
-        fn()
-        best = float("inf")
-        for _ in range(sz["reps"]):
-            t0 = time.perf_counter()
-            fn()
-            best = min(best, time.perf_counter() - t0)
-        return best
+    def prefill_time():
+        t0 = time.perf_counter()
+        fwd(tp, ti)
+        return time.perf_counter() - t0
 
-    def gen():
-        kw = dict(input_ids=ti, pixel_values=tp, max_new_tokens=sz["new_tokens"], min_new_tokens=sz["new_tokens"], do_sample=False)
+    def decode_time():
+        clock = _StepClock()
+        kw = dict(input_ids=ti, pixel_values=tp, max_new_tokens=sz["new_tokens"], min_new_tokens=sz["new_tokens"], do_sample=False,
+                  streamer=clock)  # fmt: skip
         if attach_fn is None:
-            return model.generate(**kw)
-        with attach_fn():
-            return model.generate(**kw)
+            model.generate(**kw)
+        else:
+            with attach_fn():
+                model.generate(**kw)
+        return clock.stamps[-1] - clock.stamps[1]  # new_tokens - 1 decode steps, each one forward on the KV cache
 
-    prefill = timed(lambda: fwd(tp, ti))
-    total = timed(gen)
-    return {"acc": acc, "tokens_kept": float(torch.stack(kept).mean()) if kept else 196.0, "flops": f, "prefill": prefill,
-            "decode": max(total - prefill, 1e-9), "ffn_skipped": skipped / len(ans)}  # fmt: skip
+    prefill_time(), decode_time()  # warm-up
+    prefill = sorted(prefill_time() for _ in range(sz["reps"]))[sz["reps"] // 2]
+    decode = sorted(decode_time() for _ in range(sz["reps"]))[sz["reps"] // 2]
+    n_items = sum(len(d[2]) for d in data)
+    return {"acc": acc, "accs": accs, "tokens_kept": float(torch.stack(kept).mean()) if kept else 196.0, "flops": f,
+            "prefill": prefill, "decode": decode, "ffn_skipped": skipped / n_items}  # fmt: skip
 
 
 def _vlm_row(method, paper, params, budget, res, ref) -> dict:
-    m = {"accuracy": res["acc"]["all"], **{f"acc_{k}": v for k, v in res["acc"].items() if k != "all"},
+    m = {"accuracy": sum(res["accs"]) / len(res["accs"]), **{f"acc_{k}": v for k, v in res["acc"].items() if k != "all"},
          "tokens_kept": res["tokens_kept"], "gflops": res["flops"] / 1e9, "flops_ratio": res["flops"] / ref["flops"],
          "prefill_time_ratio": res["prefill"] / ref["prefill"], "decode_time_ratio": res["decode"] / ref["decode"],
          "ffn_skipped_per_item": res["ffn_skipped"]}  # fmt: skip
+    diffs = [a - b for a, b in zip(res["accs"], ref["accs"])]  # paired with the untouched model on the same items
     return {"family": "CMP", "task": "vlm-scene-qa", "method": method, "paper": paper, "params": params,
-            "budget": {"keep": budget, "layer": params.get("layer", 0)}, "metrics": {k: round(v, 6) for k, v in m.items()}}  # fmt: skip
+            "budget": {"keep": budget, "layer": params.get("layer", 0)}, "metrics": {k: round(v, 6) for k, v in m.items()},
+            "seeds": {"accuracy": [round(a, 6) for a in res["accs"]], "accuracy_vs_none": [round(d, 6) for d in diffs]}}  # fmt: skip
 
 
 def vlm_rows(ctx) -> list[dict]:
-    """Every reducer on the scene VLM (HF Llava) at 50/25/11/5%, + P59's alignment per layer."""
+    """Every reducer on the scene VLM (HF Llava) at 50/25/11/5% (3 draws of QA items), + P59's alignment per layer."""
     from tokenworks.compress.scene_vlm import held_out_qa, scene_vlm
 
     sz = _vlm_sizes(ctx.quick)
     model = scene_vlm(train_if_missing=True)
-    data = held_out_qa(sz["items"])
+    data = [held_out_qa(sz["items"], seed=s) for s in VLM_SEEDS]
     none = _vlm_eval(model, None, data, sz)
     rows = [_vlm_row("none", None, {}, 1.0, none, none)]
     rho = _vlm_density(model, tw.create("token_correlation").threshold)
@@ -508,6 +577,11 @@ def vlm_rows(ctx) -> list[dict]:
             red = tw.create(reg, budget=b, **opts)
             res = _vlm_eval(model, lambda red=red, layer=layer: tw.compress.attach(model, red, layer=layer), data, sz)
             rows.append(_vlm_row(name, VLM_PAPERS.get(name), {**opts, "layer": layer}, b, res, none))
+            if name == "token_correlation":  # P54's control: one ratio for every image, the adaptive row's measured mean
+                frac = round(min(1.0, res["tokens_kept"] / 196), 4)
+                fixed = tw.create(reg, budget=frac, adaptive=False)
+                ctl = _vlm_eval(model, lambda fixed=fixed, layer=layer: tw.compress.attach(model, fixed, layer=layer), data, sz)
+                rows.append(_vlm_row("token_correlation-fixed", "P54", {"adaptive": False, "matched_to": b, "layer": layer}, b, ctl, none))
     rows += _ima_rows(model, sz)
     ctx.log(f"VLM none: accuracy {none['acc']['all']:.3f} ({none['acc']})")
     return rows

@@ -102,3 +102,20 @@ def test_cli_compress_vit_runs_on_the_committed_model():
     assert "tokens held per stage: 22.0" in r.output
     r = CliRunner().invoke(app, ["compress", "vit", "--reducer", "tome", "--budget", "500", "--scenes", "5"])
     assert r.exit_code == 2 and "--budget" in r.output and "only 196" in r.output
+
+
+def test_vlm_verdicts_read_the_control_curve_of_accuracy_change():
+    def row(method, keep, gflops, accs, kept=None):
+        return {"task": "vlm-scene-qa", "method": method, "budget": {"keep": keep},
+                "metrics": {"gflops": gflops, "tokens_kept": kept or keep * 196}, "seeds": {"accuracy_vs_none": accs}}  # fmt: skip
+
+    rows = [row("cls_attention", k, g, [a, a + 0.01, a - 0.01]) for k, g, a in ((0.5, 1.0, -0.0), (0.25, 0.5, -0.1), (0.11, 0.25, -0.3), (0.05, 0.12, -0.4))]
+    rows += [row("todre", 0.11, 0.3, [-0.05, -0.04, -0.06]), row("todre", 0.05, 0.2, [-0.5, -0.49, -0.51])]
+    rows += [row("token_correlation", 0.25, 0.5, [-0.1, -0.1, -0.1], kept=40), row("token_correlation-fixed", 0.5, 1.0, [0.0, 0.0, 0.0], kept=30),
+             row("token_correlation-fixed", 0.25, 0.5, [-0.3, -0.3, -0.3], kept=50)]  # fmt: skip
+    got = {(c["method"], c["control"], c["keep"]): c["verdict"].verdict for c in suite.vlm_claim_verdicts(rows)}
+    # todre at 0.3 GFLOPs: control interpolated in log x between -0.3 (0.25) and -0.1 (0.5) -> about -0.25; -0.05 beats it
+    assert got[("todre", "cls_attention", 0.11)] == "held"
+    assert got[("todre", "cls_attention", 0.05)] == "did not hold"
+    # P54 on tokens kept: the fixed curve goes from 0.0 at 30 tokens to -0.3 at 50; at 40 (log x) it is about -0.17, below -0.1 by more than the spread (0)
+    assert got[("token_correlation", "token_correlation-fixed", 0.25)] == "held"

@@ -101,3 +101,18 @@ def test_runs_under_torch_distributed(tmp_path):
         assert res.steps == 5 and (tmp_path / "run" / "checkpoint" / "model.safetensors").is_file()
     finally:
         dist.destroy_process_group()
+
+
+def test_param_groups_scale_the_scheduled_learning_rate():
+    """Adam's first step moves every weight by lr (the update is m / sqrt(v) = sign(grad)), so a
+    group with lr_scale s moves by s * lr and one with lr_scale 0 does not move."""
+    torch.manual_seed(0)
+    a, b, c = nn.Linear(3, 3), nn.Linear(3, 3), nn.Linear(3, 3)
+    model = nn.Sequential(a, b, c)
+    before = [p.detach().clone() for p in model.parameters()]
+    groups = [{"params": list(a.parameters())}, {"params": list(b.parameters()), "lr_scale": 0.25}, {"params": list(c.parameters()), "lr_scale": 0.0}]
+    cfg = TrainConfig(steps=1, lr=1e-2, grad_clip=None, checkpoint_every=0)
+    train(model, lambda m, x: m(x).pow(2).sum(), lambda step, g: torch.randn(5, 3, generator=g), cfg, params=groups, progress=False)
+    moved = [(p.detach() - q).abs() for p, q in zip(model.parameters(), before)]
+    for d, scale in zip(moved, (1.0, 1.0, 0.25, 0.25, 0.0, 0.0)):
+        assert torch.allclose(d, torch.full_like(d, 1e-2 * scale), atol=1e-6 * max(scale, 1e-3)), (scale, d)

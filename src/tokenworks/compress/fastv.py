@@ -8,7 +8,26 @@ later layer; the kept ones keep their original positions. The host
 against all keys) from the layer's normed input, so it works with sdpa, where FastV's code
 needs eager attention to read the full attention maps. Before the LM (``layer=0``) there is
 no text token yet, so the score falls back to the vision tower's [CLS] attention (then it
-behaves like ``cls_attention``). Written from the paper and pkunlp-icler/FastV's description.
+behaves like ``cls_attention``).
+
+Checked against the official code (pkunlp-icler/FastV,
+``src/transformers/src/transformers/models/llama/modeling_llama.py``, ``LlamaModel.forward``):
+at ``idx == fast_v_agg_layer`` (K) it reads ``layer_outputs[1]``, the softmaxed attention
+weights returned by layer K - 1 (causal mask included), averages over heads, takes the last
+row and its image slice ``[sys_length : sys_length + image_token_length]``, keeps the
+``topk(fast_v_attention_rank)`` image tokens and, in the ``fast_v_inplace`` branch, gathers
+the hidden states and sets ``position_ids = keep_indexs`` (original positions). Same here:
+scored at layer K - 1 (softmax over every real key, then the visual slice), cut before layer
+K, original positions kept. Differences: (1) the official code ranks with batch row 0
+(``[0]``) and applies that ranking to every row (it is written for batch 1); here every row
+is ranked on its own (rows may keep different counts: padding + mask); (2) its default
+branch (``fast_v_inplace=False``) masks the dropped tokens in the attention mask instead of
+removing them (same outputs, no saving); removing them is its ``inplace`` branch, done here;
+(3) its in-place branch says "KV-Cache not supported" and the KV-cache variant
+(``modeling_llama_fastv_kvcache.py``) leaves the rotary positions as a "todo"; here decode
+steps after a pruned prefill use the cache, with position ids continuing the original
+numbering (tests: the prefill against the LM run on the kept tokens at their positions, ``generate``
+against a cache-free loop).
 """
 
 from __future__ import annotations

@@ -12,9 +12,24 @@ Two pieces:
   so from layer ``K`` on, only the ``budget`` fraction of visual tokens that changed most in
   the previous layer (1 - cosine(input, output) of layer i - 1) run layer i's FFN; the others
   skip it (their residual stream passes unchanged through the FFN). Every token is kept
-  (nothing is pruned), so the saving is FFN FLOPs only. Deviations: the paper skips the FFN
-  (and attention) of all visual tokens at chosen layers; choosing by measured change is this
-  project's reading of "slow-changing"; the official code (mshukor/ima-lmms) was not read.
+  (nothing is pruned), so the saving is FFN FLOPs only.
+
+Checked against the official code (mshukor/ima-lmms):
+- the score: ``Analysing_LLMs/compute_sim.py`` (``compute_sim``) works on per-example token
+  means (the hidden states are stored as ``im.mean(1)`` / ``txt.mean(1)`` per layer) and returns
+  the cosine of every (visual example, text example) pair plus a ``global_sim``: the cosine
+  between the dataset means of the visual and of the text vectors. Here the score is the mean
+  over prompts of the *matched* pair (visual and text of the same prompt: the pair matrix's
+  diagonal), which is what the paper describes as the alignment of an example's perceptual
+  and textual tokens; the all-pairs mean and ``global_sim`` are not computed.
+- FFN skipping: ``DePALM/pruning/skipping_llama.py`` with ``skip_mode`` holding
+  ``skip_ffn`` and ``prompt`` skips, at every layer ``idx`` with ``start_layer < idx <
+  end_layer`` and ``idx % skip_interval == 0``, the FFN *and its post-attention LayerNorm* of
+  *all* the first ``prompt_len`` tokens (the visual prompt; text tokens still run it); no
+  per-token selection. Deviation here: a per-token choice by measured change (this project's
+  reading of "slow-changing"), from layer ``K`` on at every layer, with ``budget`` = the fraction
+  of visual tokens that still run the FFN; ``budget`` -> 0 from ``layer`` = start_layer + 1 with
+  ``skip_interval`` = 1 is the official rule (all visual FFNs skipped there).
 """
 
 from __future__ import annotations

@@ -138,7 +138,7 @@ def train(
     config: TrainConfig,
     *,
     ckpt_dir: str | os.PathLike | None = None,
-    params: list[nn.Parameter] | None = None,
+    params: list[nn.Parameter] | list[dict] | None = None,
     progress: bool | None = None,
 ) -> TrainResult:
     """Train ``model`` in place for ``config.steps`` steps and return the loss history.
@@ -146,7 +146,9 @@ def train(
     ``batch_fn(step, generator)`` returns a batch (tensors on any device; they are moved to
     ``config.device`` by ``loss_fn`` or here when the batch is a tensor / tuple of tensors).
     ``loss_fn(model, batch)`` returns the loss, or ``(loss, {"name": value})``.
-    ``params`` restricts the optimizer to some parameters (default: those that require grad).
+    ``params`` restricts the optimizer to some parameters (default: those that require grad); it may
+    also be optimizer parameter groups (dicts with ``params``), each with an optional ``lr_scale``
+    that multiplies the scheduled learning rate for that group.
     With ``ckpt_dir``, ``ckpt_dir/checkpoint`` is written every ``checkpoint_every`` steps and
     resumed from if present (its config must match, else a ValueError says so).
     """
@@ -200,7 +202,7 @@ def train(
             batch = batch_fn(step, batch_generator(config.seed, step, rank))
             batch = _to(batch, device)
             for g in opt.param_groups:
-                g["lr"] = config.lr_at(step)
+                g["lr"] = config.lr_at(step) * g.get("lr_scale", 1.0)
             out = loss_fn(net, batch)
             loss = out[0] if isinstance(out, tuple) else out
             if not torch.isfinite(loss):
@@ -208,7 +210,7 @@ def train(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if config.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(trainable, config.grad_clip)
+                torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], config.grad_clip)
             opt.step()
             loss_value = loss.item()
             history.append((step + 1, loss_value))
