@@ -33,7 +33,7 @@ checkpoints, resume):
 - ``lcm/`` (P50): the MSE and diffusion next-sentence-embedding models (MiniLM space).
 
 One part can be retrained inside an existing folder, its other files kept:
-``tokenworks train reason-models --out assets/reason --overwrite --only cache_aug`` (how the
+``tokenworks train reason-models --out assets/reason --only cache_aug`` (how the
 committed coprocessor was made after the P33 change).
 
 Baselines ``no_cot`` and ``pause`` start from ``cot`` (not from scratch) so that every row has
