@@ -21,7 +21,8 @@ Trivial rows: the majority answer of the train split (pronto, arith) and chance 
 
 Beside the tasks: ``cache-aug`` (P33: the reference LM's held-out perplexity on the
 next 1-32 tokens after a 64-token prefix, with and without 8 latents from the trained
-coprocessor appended to its cache, by distance) and ``lcm`` with ``objective`` mse / diffusion (P50:
+coprocessor appended to its cache, the prefix's last token fed again after them, by
+distance) and ``lcm`` with ``objective`` mse / diffusion (P50:
 next-sentence-embedding prediction in MiniLM space on held-out prose, retrieval of the true
 next sentence among 10 and cosine, with ``copy-last-sentence`` as the trivial row).
 

@@ -1,5 +1,5 @@
 """P33 cache augmentation: no latents = the decoder alone; latents appended through the cache
-= one cache-free forward over [prefix, latents, continuation]; the coprocessor at init reads
+= one cache-free forward over [prefix, latents, last prefix token, continuation]; the coprocessor at init reads
 the cache as the decoder's own layers would; a short training run lowers the loss."""
 
 import torch
@@ -40,8 +40,8 @@ def test_latents_through_the_cache_equal_a_cache_free_forward():
     cache = DynamicCache()
     dec(input_ids=prefix, past_key_values=cache, use_cache=True)
     torch.testing.assert_close(cop(cache, torch.full((3,), P)), z, atol=1e-5, rtol=1e-5)
-    # reference 2: the decoder once over [prefix, latents, continuation]
-    ref = dec(inputs_embeds=torch.cat([emb(prefix), z, emb(cont)], 1)).logits[:, P + 4 - 1 :]
+    # reference 2: the decoder once over [prefix, latents, last prefix token, continuation]
+    ref = dec(inputs_embeds=torch.cat([emb(prefix), z, emb(prefix[:, -1:]), emb(cont)], 1)).logits[:, P + 4 :]
     torch.testing.assert_close(got, ref, atol=1e-4, rtol=1e-4)
     assert (got - augmented_logits(dec, None, prefix, cont)).abs().max() > 1e-3  # the latents do something
 

@@ -1,6 +1,8 @@
 """Training-side pieces: Coconut's multi-pass forward against a recomputation, the curriculum,
 CoLaR's compression against a loop, its c = 1 case, and the tiny reproduce command."""
 
+from pathlib import Path
+
 import pytest
 import torch
 from reason_tiny import tiny_llama
@@ -140,6 +142,16 @@ def test_tiny_reproduce_command_runs(tmp_path, monkeypatch):
     assert sorted(d["models"]) == sorted([*model_names(tiny_config()), "system15", "cache-coprocessor", "lcm"])
     assert d["models"]["colar"][1] is not None and d["models"]["hrpo"][1] is not None
     assert set(d["models"]["system15"][1]) == {"depth", "step"} and set(d["models"]["lcm"][1]) == {"mse", "diffusion"}
+    # --only retrains one part in place: its file changes, every other file is byte-identical
+    files = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != "tokenworks.json"}
+    (out / "lcm" / "mse.safetensors").write_bytes(b"stale")  # what the part's retraining must replace
+    res = CliRunner().invoke(app, ["train", "reason-models", "--tiny", "--out", str(out), "--only", "lcm"])
+    assert res.exit_code == 0, res.output
+    after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != "tokenworks.json"}
+    assert after.keys() == files.keys() and after[Path("lcm/mse.safetensors")] == files[Path("lcm/mse.safetensors")]
+    assert all(after[k] == v for k, v in files.items())
+    res = CliRunner().invoke(app, ["train", "reason-models", "--tiny", "--out", str(out), "--only", "nope"])
+    assert res.exit_code != 0 and "--only" in res.output
     user = tmp_path / "mine"
     user.mkdir()
     (user / "notes.txt").write_text("keep")

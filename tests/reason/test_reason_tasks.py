@@ -43,10 +43,12 @@ def _bfs_dist(edges, start, goal):
     return None
 
 
-@pytest.mark.parametrize("split", ["train", "test"])
-def test_graph_answers_match_an_independent_search(split):
-    exs = examples("graph", split, 60)
+@pytest.mark.parametrize("split,nodes", [("train", None), ("test", None), ("train", 6)])
+def test_graph_answers_match_an_independent_search(split, nodes):
+    exs = examples("graph", split, 60, nodes=nodes)
     for ex in exs:
+        concepts = {w for w in ex.question.split() if w.endswith("pus")}
+        assert len(concepts) == (nodes or 10)  # the curriculum's graphs are smaller, fewer distractors
         edges, person, options = _parse_graph(ex.question)
         reach = _reachable(edges, person)
         assert [o in reach for o in options].count(True) == 1, ex.question
@@ -146,3 +148,7 @@ def test_bad_arguments_are_refused():
         examples("graph", "dev", 3)
     with pytest.raises(ValueError, match="lengths"):
         examples("graph", "test", 3, lengths=(1, 3))
+    with pytest.raises(ValueError, match="nodes"):
+        examples("pronto", "test", 3, nodes=6)
+    with pytest.raises(ValueError, match="nodes"):
+        examples("graph", "test", 3, nodes=2)

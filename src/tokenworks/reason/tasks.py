@@ -193,22 +193,29 @@ def _split_of(question: str) -> str:
 
 
 @lru_cache(maxsize=64)
-def examples(task: str, split: str, n: int, *, lengths: tuple[int, int] | None = None, seed: int = 0) -> tuple[Example, ...]:
+def examples(task: str, split: str, n: int, *, lengths: tuple[int, int] | None = None, seed: int = 0,
+             nodes: int | None = None) -> tuple[Example, ...]:  # fmt: skip
     """The first ``n`` examples of ``split``; chain lengths cycle through ``lengths``
-    (inclusive range, the task's default when None) so every length is equally present."""
+    (inclusive range, the task's default when None) so every length is equally present.
+    ``nodes`` (graph only): concepts per graph instead of 10 (smaller graphs, fewer
+    distractor facts: a training curriculum; evaluation uses the default)."""
     check_choice("task", task, TASKS)
     check_choice("split", split, SPLITS)
     check_int("n", n, min=0)
+    if nodes is not None:
+        if task != "graph":
+            raise ValueError(f"nodes: only the graph task has a graph size, got nodes={nodes} for task {task!r}")
+        check_int("nodes", nodes, min=4, max=len(CONCEPTS))
     lo, hi = lengths or DEFAULT_LENGTHS[task]
     check_int("lengths[0]", lo, min=2 if task == "graph" else 1, max=8)
     check_int("lengths[1]", hi, min=lo, max=8)
-    rng = random.Random(f"{task}/{split}/{seed}")
+    rng = random.Random(f"{task}/{split}/{seed}" + ("" if nodes is None else f"/nodes{nodes}"))
     out: list[Example] = []
     seen: set[str] = set()
     while len(out) < n:
         length = lo + len(out) % (hi - lo + 1)
         if task == "graph":
-            ex = graph_example(rng, length)
+            ex = graph_example(rng, length) if nodes is None else graph_example(rng, length, nodes=nodes)
         elif task == "pronto":
             ex = pronto_example(rng, length)
         else:
