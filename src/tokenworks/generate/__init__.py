@@ -14,6 +14,13 @@
 from tokenworks.generate.ar import RasterAR
 from tokenworks.generate.base import GenerationResult, ImageGenerator, check_labels, check_steps
 from tokenworks.generate.enat import ENAT
+from tokenworks.generate.flow import FlowHead, euler, gmm_velocity
+from tokenworks.generate.himar import HiMAR
+from tokenworks.generate.mar import MAR
 from tokenworks.generate.maskgit import MaskGIT, mask_schedule
+from tokenworks.generate.xar import XAR
 
-__all__ = ["ENAT", "GenerationResult", "ImageGenerator", "MaskGIT", "RasterAR", "check_labels", "check_steps", "mask_schedule"]
+__all__ = [
+    "ENAT", "MAR", "XAR", "FlowHead", "GenerationResult", "HiMAR", "ImageGenerator", "MaskGIT", "RasterAR",
+    "check_labels", "check_steps", "euler", "gmm_velocity", "mask_schedule",
+]  # fmt: skip
