@@ -29,9 +29,12 @@ def _train_command(name: str):
         config = replace(config, steps=steps) if steps is not None else config
         import hashlib
 
-        run = hashlib.sha256(repr(_fingerprint(name, config)).encode()).hexdigest()[:12]
+        def fn(tmp, runs):  # the run folder hashes the recipe (and the tokenizer's weights): after the --out checks
+            run = hashlib.sha256(repr(_fingerprint(name, config)).encode()).hexdigest()[:12]
+            return train_image_generator(name, tmp, config, ckpt_dir=Path(runs) / run, device=device)
+
         key = f"generate/{name}" + ("-tiny" if tiny else "") + (f"-{steps}steps" if steps is not None else "")
-        target, info = _train_into(out, overwrite, key, lambda tmp, runs: train_image_generator(name, tmp, config, ckpt_dir=Path(runs) / run, device=device))
+        target, info = _train_into(out, overwrite, key, fn)
         console.print(f"saved to {target}: held-out loss {info['held_out_loss']:.3f}, {info['params']} parameters")
 
     method, tok, _ = GENERATORS[name]
