@@ -2,7 +2,7 @@
 tokenizers, every generator at equal guidance (cfg 2) and two or three step counts.
 
 Models (trained once by ``tokenworks train gen-<name>``, committed under ``assets/generate/``,
-d=96, 2 layers, 700 steps on 20k training images): raster AR, MaskGIT and P07 ENAT over the ids
+d=96, 2 layers, 700 steps (xAR and its control 500) on 20k training images): raster AR, MaskGIT and P07 ENAT over the ids
 of ``patch2d-7x7`` (2D grid, 49 tokens, FSQ 1000 codes); MaskGIT over ``titok-32`` (1D, 32
 tokens, the same 1000 codes: 1D vs 2D at ~2/3 the bits); MAR, P25 Hi-MAR and P32 xAR (+ its
 teacher-forced control) over the pre-rounding FSQ latents of ``patch2d-7x7``.

@@ -15,7 +15,7 @@ from tokenworks.generate.train import GENERATORS
 def _train_command(name: str):
     def cmd(
         out: Annotated[Optional[Path], out_option(f"Write here instead of the cache (e.g. assets/generate/{name})")] = None,
-        steps: Annotated[Optional[int], typer.Option(help="Training steps (default: the recipe's 700; the tiny one's 2)", min=1, max=100_000)] = None,
+        steps: Annotated[Optional[int], typer.Option(help="Training steps (default: the recipe's, 700; xAR 500; the tiny one's 2)", min=1, max=100_000)] = None,
         tiny: Annotated[bool, typer.Option("--tiny", help="A seconds-long configuration of the same recipe (smoke test)")] = False,
         device: Annotated[str, device_option()] = "cpu",
         overwrite: Annotated[bool, overwrite_option()] = False,
@@ -23,9 +23,9 @@ def _train_command(name: str):
         from dataclasses import replace
 
         from tokenworks.cli.decode import _train_into
-        from tokenworks.generate.train import GenTrainConfig, _fingerprint, tiny_config, train_image_generator
+        from tokenworks.generate.train import _fingerprint, default_config, tiny_config, train_image_generator
 
-        config = tiny_config() if tiny else GenTrainConfig()
+        config = tiny_config() if tiny else default_config(name)
         config = replace(config, steps=steps) if steps is not None else config
         import hashlib
 
