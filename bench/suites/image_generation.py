@@ -180,7 +180,7 @@ def plots(rows: list[dict], out_dir: Path) -> list[tuple[str, str]]:
     for r in rows:
         if r["method"] in ("real-test", "patch2d-7x7-reconstruction", "titok-32-reconstruction"):
             ax.axhline(r["metrics"]["fd_local"], ls=":", lw=0.8, color="grey")
-            ax.text(ax.get_xlim()[0] if ax.lines else 0, r["metrics"]["fd_local"], r["method"], fontsize=6, color="grey")
+            ax.text(0.01, r["metrics"]["fd_local"], r["method"], fontsize=6, color="grey", transform=ax.get_yaxis_transform(), va="bottom")
     ax.set(xscale="log", xlabel="generator GFLOPs per image (guidance included)", ylabel="fd_local (lower is better)",
            title="Quality vs compute (one line per generator, points = step counts)")  # fmt: skip
     ax.grid(alpha=0.3)
