@@ -1,13 +1,14 @@
-"""A small flow-matching head for continuous tokens, and its Euler sampler.
+"""A small flow-matching head for continuous tokens, on Meta's ``flow_matching`` library.
 
 MAR (Li et al. 2024) models each continuous token with a small MLP "diffusion head" conditioned
-on the transformer's output z; here the head is trained by flow matching on the straight path
-(rectified flow, Lipman et al. 2023 / Liu et al. 2023): ``x_t = t x_1 + (1 - t) x_0`` with
-x_0 ~ N(0, I) and x_1 the token, regressing the velocity ``x_1 - x_0``; sampling integrates the
-velocity from t = 0 to 1 with Euler steps. Neither ``diffusers`` nor Meta's ``flow_matching`` is
-installed in the project's environment, and the piece is ten lines, so it is written here;
-:func:`euler` is checked against the closed-form velocity of a 1-D Gaussian mixture and the head
-against the mixture itself (tests/generate/test_flow.py).
+on the transformer's output z; here the head is trained by flow matching on the straight
+(conditional optimal-transport) path, ``x_t = t x_1 + (1 - t) x_0`` with x_0 ~ N(0, I) and x_1
+the token, regressing the velocity ``x_1 - x_0``. The path is ``flow_matching``'s
+``AffineProbPath(CondOTScheduler())`` and sampling is its ``ODESolver`` (Euler, ``steps`` equal
+steps from t = 0 to 1); only the MLP and the classifier-free-guidance mix are written here.
+:func:`euler` is checked against the closed-form velocity of a 1-D Gaussian mixture
+(:func:`gmm_velocity`, written independently of the library) and the head against the mixture
+itself (tests/generate/test_flow.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,10 @@ import math
 from typing import Callable
 
 import torch
+from flow_matching.path import AffineProbPath
+from flow_matching.path.scheduler import CondOTScheduler
+from flow_matching.solver import ODESolver
+from flow_matching.utils import ModelWrapper
 from torch import nn
 
 __all__ = ["FlowHead", "euler", "gmm_velocity", "time_embedding"]
@@ -29,13 +34,25 @@ def time_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.cat([ang.sin(), ang.cos()], -1)
 
 
+class _Velocity(ModelWrapper):
+    """``flow_matching``'s model interface around a plain ``velocity(x, t)`` with t of shape (B,)."""
+
+    def __init__(self, velocity: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
+        super().__init__(nn.Identity())
+        self.velocity = velocity
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, **extras) -> torch.Tensor:
+        return self.velocity(x, t.reshape(-1).expand(x.shape[0]).to(x.dtype))
+
+
+_PATH = AffineProbPath(scheduler=CondOTScheduler())
+
+
 def euler(velocity: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x0: torch.Tensor, steps: int) -> torch.Tensor:
-    """Integrate dx/dt = velocity(x, t) from t = 0 to 1 in ``steps`` equal Euler steps."""
-    x = x0
-    for i in range(steps):
-        t = torch.full(x.shape[:1], i / steps, dtype=x.dtype, device=x.device)
-        x = x + velocity(x, t) / steps
-    return x
+    """Integrate dx/dt = velocity(x, t) from t = 0 to 1 in ``steps`` equal Euler steps
+    (``flow_matching``'s ``ODESolver``)."""
+    grid = torch.linspace(0.0, 1.0, steps + 1, dtype=x0.dtype, device=x0.device)
+    return ODESolver(velocity_model=_Velocity(velocity)).sample(x_init=x0, step_size=None, method="euler", time_grid=grid)
 
 
 def gmm_velocity(x: torch.Tensor, t: torch.Tensor, weights, means, stds) -> torch.Tensor:
@@ -74,8 +91,8 @@ class FlowHead(nn.Module):
         x1, z = x1.repeat(mul, 1), z.repeat(mul, 1)
         x0 = torch.randn_like(x1)
         t = torch.rand(x1.shape[0], device=x1.device)
-        xt = t[:, None] * x1 + (1 - t[:, None]) * x0
-        return (self(xt, t, z) - (x1 - x0)).pow(2).mean()
+        path = _PATH.sample(x_0=x0, x_1=x1, t=t)
+        return (self(path.x_t, t, z) - path.dx_t).pow(2).mean()
 
     def sample(self, z: torch.Tensor, steps: int, g: torch.Generator | None, temperature: float = 1.0, cfg: float = 1.0) -> torch.Tensor:
         """Tokens (M, D) for conditions z (M, C); with cfg != 1, z is (2M, C) [cond; uncond] and
