@@ -18,6 +18,7 @@ SUITE_MODULES = {
     "latent-reasoning": "bench.suites.latent_reasoning",
     "lm-tokens": "bench.suites.lm_tokens",
     "motion": "bench.suites.motion",
+    "image-generation": "bench.suites.image_generation",
 }
 
 

@@ -15,7 +15,7 @@ matrix, so each paper only says who may see whom), the output head over codes + 
 saving and loading; each module (``ar``, ``mmm``, ``bamm``, ``m2dm``) writes its training loss
 and its decoding loop.
 
-There is no image-generation interface in tokenworks yet (issue 12 is not started). This one is
+The image generators of :mod:`tokenworks.generate` follow this interface (issue 12). This one is
 written so that an image generator over tokenizer codes can follow it: a condition in, a
 ``GenerationResult`` of token ids with lengths and network evaluations out; issue 12 should align
 with (or generalise) it rather than add a second shape.
