@@ -39,7 +39,7 @@ def test_contract_generate_and_train_step(name):
 def test_bad_input(name):
     g = _gen(name)
     for steps in (0, -2, 1.5):
-        with pytest.raises(ValueError, match="steps must be a positive integer"):
+        with pytest.raises(ValueError, match="steps must be"):
             g.generate(["walk"], lengths=[2], steps=steps)
     with pytest.raises(ValueError, match="label must be one of"):
         g.generate(["moonwalk"], lengths=[2])

@@ -49,9 +49,8 @@ class GenerationResult:
 
 
 def check_steps(steps) -> int:
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
-    return steps
+    """``steps``: a positive integer (one-line error naming it otherwise)."""
+    return check_int("steps", steps, min=1)
 
 
 @dataclass(kw_only=True, eq=False, repr=False)
