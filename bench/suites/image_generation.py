@@ -218,7 +218,7 @@ def verdicts(rows: list[dict]) -> list[str]:
 
 def headline(method: str, rows: list[dict]) -> str | None:
     rs = [r for r in rows if r["method"] == method and "fd_local" in r["metrics"] and "generator" in r["params"]]
-    rs = [r for r in rs if r["params"].get("noisy_context") != "no"] or rs  # xAR: the paper's noisy-context model, not its control
+    rs = [r for r in rs if r["params"].get("noisy_context") is not False] or rs  # xAR: the paper's noisy-context model, not its control
     if not rs:
         return None
     best = min(rs, key=lambda r: r["metrics"]["fd_local"])
