@@ -4,7 +4,8 @@ tokenizers, every generator at equal guidance (cfg 2) and two or three step coun
 Models (trained once by ``tokenworks train gen-<name>``, committed under ``assets/generate/``,
 d=96, 2 layers, 700 steps (xAR and its control 500) on 20k training images): raster AR, MaskGIT and P07 ENAT over the ids
 of ``patch2d-7x7`` (2D grid, 49 tokens, FSQ 1000 codes); MaskGIT over ``titok-32`` (1D, 32
-tokens, the same 1000 codes: 1D vs 2D at ~2/3 the bits); MAR, P25 Hi-MAR and P32 xAR (+ its
+tokens, the same 1000 codes: 1D vs 2D at ~2/3 the bits) and over ``titok-49`` (1D, 49 tokens:
+1D vs 2D at equal bits and equal latent scalars); MAR, P25 Hi-MAR and P32 xAR (+ its
 teacher-forced control) over the pre-rounding FSQ latents of ``patch2d-7x7``.
 
 Rows
@@ -22,7 +23,9 @@ Rows
 - ``himar-pivots``: Hi-MAR's dense tokens generated from the test images' true pivots vs from
   the pivots of other test images of the same class: latent MSE to the true tokens.
 - Verdicts (bench.verdict, sampling seeds): ENAT vs MaskGIT fd_local at equal FLOPs; Hi-MAR vs
-  MAR at equal steps; xAR's exposure gap vs the control's.
+  MAR at equal steps; xAR's exposure gap vs the control's; MaskGIT over 1D ``titok-49`` vs over 2D
+  ``patch2d-7x7`` at equal steps, bits (488) and latent scalars (196): do 1D tokens generate better
+  (TiTok's claim)?
 """
 
 from __future__ import annotations
@@ -41,9 +44,9 @@ GFLOPs, NFE and time per image; 1D (TiTok) vs 2D tokens; xAR exposure bias; Hi-M
 
 CFG = 2.0
 STEPS = {"ar-patch2d": (49,), "maskgit-patch2d": (4, 8, 12), "enat-patch2d": (4, 8, 12), "maskgit-titok32": (4, 8, 12),
-         "mar-patch2d": (4, 8, 16), "himar-patch2d": (4, 8, 16), "xar-patch2d": (4, 8), "xar-tf-patch2d": (4, 8)}  # fmt: skip
+         "maskgit-titok49": (4, 8, 12), "mar-patch2d": (4, 8, 16), "himar-patch2d": (4, 8, 16), "xar-patch2d": (4, 8), "xar-tf-patch2d": (4, 8)}  # fmt: skip
 QUICK_STEPS = {"ar-patch2d": (49,), "maskgit-patch2d": (4, 8), "enat-patch2d": (4, 8), "maskgit-titok32": (8,),
-               "mar-patch2d": (8,), "himar-patch2d": (8,), "xar-patch2d": (4,), "xar-tf-patch2d": (4,)}  # fmt: skip
+               "maskgit-titok49": (8,), "mar-patch2d": (8,), "himar-patch2d": (8,), "xar-patch2d": (4,), "xar-tf-patch2d": (4,)}  # fmt: skip
 GRID_PNG = "generation_samples.png"
 
 
@@ -66,7 +69,7 @@ def run(ctx) -> Any:
     other = test.float()[-n:]
     yield {"family": "GEN", "method": "real-test", "paper": None, "params": {"samples": n}, "budget": {},
            "metrics": generation_metrics(other, test.labels[-n:], x_real)}  # fmt: skip
-    for tok_name in ("patch2d-7x7", "titok-32"):
+    for tok_name in ("patch2d-7x7", "titok-32", "titok-49"):
         tok = load_tokenizer(tok_name)
         rec = tok.decode(tok.encode(other))
         yield {"family": "VIS", "method": f"{tok_name}-reconstruction", "paper": None,
@@ -178,7 +181,7 @@ def plots(rows: list[dict], out_dir: Path) -> list[tuple[str, str]]:
         rs = sorted((r for r in gen_rows if r["params"]["generator"] == name), key=lambda r: r["metrics"]["gflops_per_image"])
         ax.plot([r["metrics"]["gflops_per_image"] for r in rs], [r["metrics"]["fd_local"] for r in rs], "-o", label=name, ms=4)
     for r in rows:
-        if r["method"] in ("real-test", "patch2d-7x7-reconstruction", "titok-32-reconstruction"):
+        if r["method"] in ("real-test", "patch2d-7x7-reconstruction", "titok-32-reconstruction", "titok-49-reconstruction"):
             ax.axhline(r["metrics"]["fd_local"], ls=":", lw=0.8, color="grey")
             ax.text(0.01, r["metrics"]["fd_local"], r["method"], fontsize=6, color="grey", transform=ax.get_yaxis_transform(), va="bottom")
     ax.set(xscale="log", xlabel="generator GFLOPs per image (guidance included)", ylabel="fd_local (lower is better)",
@@ -208,6 +211,10 @@ def verdicts(rows: list[dict]) -> list[str]:
     for pt in curve("himar-patch2d", "steps"):
         v = judge(pt, curve("mar-patch2d", "steps"), higher_is_better=False)
         out.append(f"- P25 Hi-MAR vs MAR at {pt[0]} steps: fd_local {np.mean(pt[1]):.1f} vs {v.control_at_x:.1f}: {v.text()}")
+    for pt in curve("maskgit-titok49", "steps"):
+        v = judge(pt, curve("maskgit-patch2d", "steps"), higher_is_better=False)
+        out.append(f"- P23 1D tokens (titok-49) vs 2D (patch2d-7x7) under MaskGIT at {pt[0]} steps, equal bits and latent scalars: "
+                   f"fd_local {np.mean(pt[1]):.1f} vs {v.control_at_x:.1f}: {v.text()}")  # fmt: skip
     ex = {r["params"]["generator"]: r["metrics"] for r in rows if r["method"] == "xar-exposure"}
     if len(ex) == 2:
         a, b = ex["xar-patch2d"], ex["xar-tf-patch2d"]

@@ -28,6 +28,7 @@ GENERATORS = {
     "maskgit-patch2d": ("maskgit", "patch2d-7x7", {}),
     "enat-patch2d": ("enat", "patch2d-7x7", {}),
     "maskgit-titok32": ("maskgit", "titok-32", {}),
+    "maskgit-titok49": ("maskgit", "titok-49", {}),  # 1D at the bits and latent scalars of patch2d-7x7
     "mar-patch2d": ("mar", "patch2d-7x7", {}),
     "himar-patch2d": ("himar", "patch2d-7x7", {}),
     "xar-patch2d": ("xar", "patch2d-7x7", {}),
