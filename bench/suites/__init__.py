@@ -19,6 +19,7 @@ SUITE_MODULES = {
     "lm-tokens": "bench.suites.lm_tokens",
     "motion": "bench.suites.motion",
     "image-generation": "bench.suites.image_generation",
+    "generator-compression": "bench.suites.generator_compression",
 }
 
 

@@ -82,7 +82,7 @@ def run(ctx) -> Any:
 
     steps_for = QUICK_STEPS if ctx.quick else STEPS
     gens = {}
-    for name in ctx.track(list(GENERATORS), "image-generation: load generators"):
+    for name in ctx.track([n for n in GENERATORS if n in STEPS], "image-generation: load generators"):  # not the DiTs of generator-compression
         gens[name] = image_generator(name, device="cpu")
         gens[name].cfg = CFG
     grid = {}

@@ -185,6 +185,11 @@ class ImageGenerator(nn.Module):
         ids = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=g).reshape(probs.shape[:-1])
         return ids, probs.gather(-1, ids[..., None])[..., 0]
 
+    @classmethod
+    def prepare_tokens(cls, tokens: torch.Tensor, options: dict) -> torch.Tensor:
+        """The tokenizer's tokens -> the generator's training tokens (identity; the DiT upsamples)."""
+        return tokens
+
     # ------------------------------------------------------------------ family hooks
     def loss(self, tokens: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Training loss on tokens (B, N) ids or (B, N, D) latents with labels (B,)."""

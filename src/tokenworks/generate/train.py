@@ -33,16 +33,29 @@ GENERATORS = {
     "himar-patch2d": ("himar", "patch2d-7x7", {}),
     "xar-patch2d": ("xar", "patch2d-7x7", {}),
     "xar-tf-patch2d": ("xar", "patch2d-7x7", {"noisy_context": False}),
+    # the generator-compression suite: flow-matching DiTs over the patch2d-7x7 latents, one per
+    # attention variant at about the same parameters (5 full / window layers, 3 PT-DiT layers of
+    # three attentions, 2 FIT layers of local + read + global + write); "-196": the 7x7 latent
+    # grid 2x upsampled to 14x14 = 196 tokens; d = 56 so that the six fit in ~2.7 MB of assets
+    "dit-full-49": ("dit", "patch2d-7x7", {"d_model": 56, "layers": 5}),
+    "dit-fit-49": ("dit", "patch2d-7x7", {"d_model": 56, "layers": 2, "attention": "fit", "attention_options": {"group": 1, "group_w": 7, "latents": 4}}),
+    "dit-full-196": ("dit", "patch2d-7x7", {"d_model": 56, "layers": 5, "upsample": 2}),
+    "dit-window-196": ("dit", "patch2d-7x7", {"d_model": 56, "layers": 5, "upsample": 2, "attention": "window-attention", "attention_options": {"window": 7}}),
+    "dit-ptdit-196": ("dit", "patch2d-7x7", {"d_model": 56, "layers": 3, "upsample": 2, "attention": "pt-dit", "attention_options": {"proxy_window": 2, "window": 7}}),
+    "dit-fit-196": ("dit", "patch2d-7x7", {"d_model": 56, "layers": 2, "upsample": 2, "attention": "fit", "attention_options": {"group": 7, "latents": 8}}),
 }
 # recipes that differ from the default 700 steps (xAR and its control: 500, the same for both,
 # to fit this session's CPU budget; each of its steps sees two streams of 49 tokens)
 TRAIN_STEPS = {"xar-patch2d": 500, "xar-tf-patch2d": 500}
+# the DiTs: 400 steps of 32 images (a 196-token full-attention step costs ~1 s on one CPU core)
+TRAIN_STEPS |= {n: 400 for n in GENERATORS if n.startswith("dit-")}
+BATCH_SIZE = {n: 32 for n in GENERATORS if n.startswith("dit-")}
 
 
 def default_config(name: str) -> GenTrainConfig:
     """The recipe of generator ``name``."""
     check_generator(name)
-    return GenTrainConfig(steps=TRAIN_STEPS.get(name, 700))
+    return GenTrainConfig(steps=TRAIN_STEPS.get(name, 700), batch_size=BATCH_SIZE.get(name, 64))
 
 
 @dataclass(kw_only=True)
@@ -133,7 +146,9 @@ def train_image_generator(name: str, out: str | Path, config: GenTrainConfig, *,
     tok = load_tokenizer(tok_name)
     torch.manual_seed(config.seed)
     extra = {"token_dim": tokens.shape[-1]} if cls.continuous else {"codebook_size": tok.codebook_size}
-    gen = create(method, num_tokens=tokens.shape[1], tokenizer=tok_name, **extra, **(WIDTH | options | config.options))
+    opts = WIDTH | options | config.options
+    tokens = cls.prepare_tokens(tokens, opts)
+    gen = create(method, num_tokens=tokens.shape[1], tokenizer=tok_name, **extra, **opts)
 
     def batch_fn(step, g):
         i = torch.randint(0, len(labels), (config.batch_size,), generator=g)
@@ -147,6 +162,7 @@ def train_image_generator(name: str, out: str | Path, config: GenTrainConfig, *,
     result = train(gen, loss_fn, batch_fn, tc, ckpt_dir=ckpt_dir)
     gen.to("cpu").eval()
     t_tok, t_lab = token_data(tok_name, cls.continuous, "test", 1000 if config.train_images > 100 else 16)
+    t_tok = cls.prepare_tokens(t_tok, opts)
     torch.manual_seed(1)
     with torch.no_grad():
         held = float(loss_fn(gen, (t_tok, t_lab)))
