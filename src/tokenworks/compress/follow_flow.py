@@ -82,7 +82,7 @@ class FollowTheFlow:
         if self.keep == 1.0:
             return mask.clone()
         s = self.scores(states, mask, attention).masked_fill(~mask, -math.inf)
-        rank = s.argsort(1, descending=True, stable=True).argsort(1)  # 0 = best
+        rank = torch.sort(s, dim=1, descending=True, stable=True).indices.argsort(1)  # 0 = best
         return (rank < self.counts(mask)[:, None]) & mask
 
 
