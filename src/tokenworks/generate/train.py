@@ -51,7 +51,7 @@ TRAIN_STEPS = {"xar-patch2d": 500, "xar-tf-patch2d": 500}
 TRAIN_IMAGES = {"ar-patch2d-2x2": 15000, "shuffle2-patch2d-2x2": 15000}  # scenes (4 images each)
 # the scene models see 196 tokens per sequence: batches of 32 scenes (128 images), 400 steps, to fit
 # the shared 2-core CPU budget of issue 13 (the same recipe for s = 1 and s = 2)
-TRAIN_STEPS |= {"ar-patch2d-2x2": 400, "shuffle2-patch2d-2x2": 400}
+TRAIN_STEPS |= {"ar-patch2d-2x2": 400, "shuffle2-patch2d-2x2": 400, "maskgit-text": 500}
 BATCH = {"ar-patch2d-2x2": 32, "shuffle2-patch2d-2x2": 32}
 
 
