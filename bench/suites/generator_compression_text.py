@@ -75,7 +75,7 @@ def shuffle_rows(ctx) -> list[dict]:
     except FileNotFoundError as e:
         ctx.log(f"skipping Token-Shuffle: {e}")
         return []
-    n = 30 if ctx.quick else 250  # scenes per seed (4 items each)
+    n = 20 if ctx.quick else 250  # scenes per seed (4 items each)
     labels = torch.arange(10).repeat_interleave(n // 10)
     real = load_images("fashion-mnist", "test").take(1000).float()
     rows = []
@@ -140,11 +140,11 @@ def text_rows(ctx) -> list[dict]:
         ctx.log(f"skipping P27: {e}")
         return []
     tok = load_tokenizer(gen.tokenizer)
-    n = 100 if ctx.quick else 1000
+    n = 30 if ctx.quick else 1000
     data = CaptionData("test", n)
     labels, attrs = data.labels, data.attrs
     text = caption_table(caption_id(labels, attrs))
-    real = load_images("fashion-mnist", "test").take(1000).float()
+    real = load_images("fashion-mnist", "test").take(500 if ctx.quick else 2000).float()
     att = gen.text_attention(text)
     rows = []
 
