@@ -311,6 +311,10 @@ def verdicts(rows: list[dict]) -> list[str]:
         if name in ex:
             out.append(f"- {name} cost exponent: attention FLOPs {ex[name]['attention_flops_exponent']:.2f}, total {ex[name]['total_flops_exponent']:.2f}"
                        + (f", time {ex[name]['time_exponent']:.2f}" if "time_exponent" in ex[name] else ""))  # fmt: skip
+    if importlib.util.find_spec(TEXT_MODULE) is not None:  # P58 / P27 verdicts from the helper module
+        text = importlib.import_module(TEXT_MODULE)
+        if hasattr(text, "text_verdicts"):
+            out += text.text_verdicts(rows)
     return out
 
 

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from tokenworks.cli.main import app, console, device_option, fail, float_option, out_option, overwrite_option, train_app
-from tokenworks.generate.train import GENERATORS
+from tokenworks.generate.train import GENERATORS, RECIPES
 
 
 def _train_command(name: str):
@@ -37,12 +37,12 @@ def _train_command(name: str):
         target, info = _train_into(out, overwrite, key, fn)
         console.print(f"saved to {target}: held-out loss {info['held_out_loss']:.3f}, {info['params']} parameters")
 
-    method, tok, _ = GENERATORS[name]
+    method, tok, _ = RECIPES[name]
     cmd.__doc__ = f"Train the image generator {name} ({method} over the {tok} tokenizer's tokens of Fashion-MNIST)."
     return cmd
 
 
-for _name in GENERATORS:
+for _name in RECIPES:
     train_app.command(f"gen-{_name}")(_train_command(_name))
 
 

@@ -16,7 +16,8 @@ or on any tokens: ``out = tw.create("tome", budget=0.25)(tokens)`` -> ``out.toke
 ``out.mask``, ``out.sizes``, ``out.source`` (the merge map). ``budget`` is a fraction of the
 tokens (0 < budget <= 1) or a count (an int). Reducers: ``random_prune``, ``spatial_pool``,
 ``cls_attention``, ``tome``, ``divprune`` (baselines), ``todre`` (P63) and
-``token_correlation`` (P54), ``fastv`` (LLaVA only) and ``ima_ffn_skip`` (P59, LLaVA only); see :mod:`tokenworks.compress.base` for the mechanics and
+``token_correlation`` (P54), ``fastv`` (LLaVA only) and ``ima_ffn_skip`` (P59, LLaVA only); text tokens of caption-conditioned generators:
+``follow-the-flow`` (P27: keep a share of the encoded caption tokens; the leakage fix); see :mod:`tokenworks.compress.base` for the mechanics and
 :mod:`tokenworks.compress.vit_hook` for the ViT attachment.
 """
 
@@ -25,6 +26,7 @@ from tokenworks.compress.cls_attention import CLSAttention
 from tokenworks.compress.correlation import CorrelationGuided, information_density
 from tokenworks.compress.divprune import DivPrune
 from tokenworks.compress.fastv import FastV
+from tokenworks.compress.follow_flow import FollowTheFlow, plain_states, uncontextualize
 from tokenworks.compress.ima import IMAFFNSkip, alignment_scores
 from tokenworks.compress.llava_hook import LlavaCompression, attach
 from tokenworks.compress.mqt import MQT
@@ -39,6 +41,7 @@ __all__ = [
     "CorrelationGuided",
     "DivPrune",
     "FastV",
+    "FollowTheFlow",
     "IMAFFNSkip",
     "LlavaCompression",
     "MQT",
@@ -55,4 +58,6 @@ __all__ = [
     "attach_vit",
     "budget_count",
     "information_density",
+    "plain_states",
+    "uncontextualize",
 ]

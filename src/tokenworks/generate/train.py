@@ -44,18 +44,34 @@ GENERATORS = {
     "dit-ptdit-196": ("dit", "patch2d-7x7", {"d_model": 56, "layers": 3, "upsample": 2, "attention": "pt-dit", "attention_options": {"proxy_window": 2, "window": 7}}),
     "dit-fit-196": ("dit", "patch2d-7x7", {"d_model": 56, "layers": 2, "upsample": 2, "attention": "fit", "attention_options": {"group": 7, "latents": 8}}),
 }
+# generators of the ``generator-compression`` suite (issue 13): raster AR and P58 Token-Shuffle over
+# the 14x14 grid of 2x2 same-class scenes (``<tokenizer>-2x2``, :mod:`tokenworks.generate.scenes`),
+# and the caption-conditioned MaskGIT behind P27 (:mod:`tokenworks.generate.text_cond`)
+COMPRESSION_GENERATORS = {
+    "ar-patch2d-2x2": ("raster-ar", "patch2d-7x7-2x2", {}),
+    "shuffle2-patch2d-2x2": ("token-shuffle", "patch2d-7x7-2x2", {"shuffle": 2}),
+    "maskgit-text": ("text-maskgit", "patch2d-7x7", {}),
+}
+RECIPES = GENERATORS | COMPRESSION_GENERATORS
+SCENE = "-2x2"  # a tokenizer name ending so: 2x2 same-class scenes of its items
+CAPTION_DROP = 0.5  # text generators: each attribute word of a training caption is left out with this probability
 # recipes that differ from the default 700 steps (xAR and its control: 500, the same for both,
 # to fit this session's CPU budget; each of its steps sees two streams of 49 tokens)
 TRAIN_STEPS = {"xar-patch2d": 500, "xar-tf-patch2d": 500}
 # the DiTs: 400 steps of 32 images (a 196-token full-attention step costs ~1 s on one CPU core)
 TRAIN_STEPS |= {n: 400 for n in GENERATORS if n.startswith("dit-")}
-BATCH_SIZE = {n: 32 for n in GENERATORS if n.startswith("dit-")}
+BATCH = {n: 32 for n in GENERATORS if n.startswith("dit-")}
+TRAIN_IMAGES = {"ar-patch2d-2x2": 15000, "shuffle2-patch2d-2x2": 15000}  # scenes (4 images each)
+# the scene models see 196 tokens per sequence: batches of 32 scenes (128 images), 400 steps, to fit
+# the shared 2-core CPU budget of issue 13 (the same recipe for s = 1 and s = 2)
+TRAIN_STEPS |= {"ar-patch2d-2x2": 400, "shuffle2-patch2d-2x2": 400, "maskgit-text": 500}
+BATCH |= {"ar-patch2d-2x2": 32, "shuffle2-patch2d-2x2": 32}
 
 
 def default_config(name: str) -> GenTrainConfig:
     """The recipe of generator ``name``."""
     check_generator(name)
-    return GenTrainConfig(steps=TRAIN_STEPS.get(name, 700), batch_size=BATCH_SIZE.get(name, 64))
+    return GenTrainConfig(steps=TRAIN_STEPS.get(name, 700), train_images=TRAIN_IMAGES.get(name, 20000), batch_size=BATCH.get(name, 64))
 
 
 @dataclass(kw_only=True)
@@ -79,9 +95,9 @@ def tiny_config() -> GenTrainConfig:
 
 
 def check_generator(name: str) -> tuple[str, str, dict]:
-    if name not in GENERATORS:
-        raise ValueError(f"generator must be one of {', '.join(GENERATORS)}, got {name!r}")
-    return GENERATORS[name]
+    if name not in RECIPES:
+        raise ValueError(f"generator must be one of {', '.join(RECIPES)}, got {name!r}")
+    return RECIPES[name]
 
 
 def _tokenizer_dir(tok_name: str) -> Path:
@@ -94,20 +110,37 @@ def _tokenizer_dir(tok_name: str) -> Path:
     return path
 
 
+def _item_tokenizer(tok_name: str) -> str:
+    return tok_name[: -len(SCENE)] if tok_name.endswith(SCENE) else tok_name
+
+
 @lru_cache(maxsize=4)
 def load_tokenizer(tok_name: str):
+    """A committed tokenizer by name; ``<name>-2x2``: it tiled over 2x2 scenes (a 14x14 grid for 7x7)."""
     from tokenworks.vision import ImageTokenizer
 
+    if tok_name.endswith(SCENE):
+        from tokenworks.generate.scenes import TiledTokenizer
+
+        return TiledTokenizer(load_tokenizer(_item_tokenizer(tok_name)), 2)
     return ImageTokenizer.from_pretrained(_tokenizer_dir(tok_name))
 
 
 def _tok_sha(tok_name: str) -> str:
-    return hashlib.sha256((_tokenizer_dir(tok_name) / "model.safetensors").read_bytes()).hexdigest()[:16]
+    return hashlib.sha256((_tokenizer_dir(_item_tokenizer(tok_name)) / "model.safetensors").read_bytes()).hexdigest()[:16]
 
 
 def token_data(tok_name: str, continuous: bool, split: str = "train", n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(tokens, labels) of the first ``n`` Fashion-MNIST images of ``split`` through the
-    tokenizer: ids (n, N) or continuous latents (n, N, D); cached in the cache folder."""
+    tokenizer: ids (n, N) or continuous latents (n, N, D); cached in the cache folder.
+    ``<tokenizer>-2x2``: ~``n`` same-class 2x2 scenes of the first 4n images (ids only)."""
+    if tok_name.endswith(SCENE):
+        from tokenworks.generate.scenes import same_class_scenes
+
+        if continuous:
+            raise ValueError(f"tokenizer {tok_name!r} gives ids only (a continuous generator cannot use scenes)")
+        ids, labels = token_data(_item_tokenizer(tok_name), False, split, None if n is None else 4 * n)
+        return same_class_scenes(ids, labels, 2)
     from tokenworks.data import load_images
     from tokenworks.generate.latents import encode_latents
     from tokenworks.io import cache_dir, load_tensors, save_tensors
@@ -150,9 +183,15 @@ def train_image_generator(name: str, out: str | Path, config: GenTrainConfig, *,
     tokens = cls.prepare_tokens(tokens, opts)
     gen = create(method, num_tokens=tokens.shape[1], tokenizer=tok_name, **extra, **opts)
 
+    captions = None
+    if cls.kind == "text_image_generator":  # captions of the same images, attribute words dropped at random
+        from tokenworks.generate.text_cond import CaptionData
+
+        captions = CaptionData("train", config.train_images)
+
     def batch_fn(step, g):
         i = torch.randint(0, len(labels), (config.batch_size,), generator=g)
-        return tokens[i], labels[i]
+        return tokens[i], (labels[i] if captions is None else captions.context(i, drop=CAPTION_DROP, g=g))
 
     def loss_fn(m, b):
         return m.loss(b[0], b[1])
@@ -163,6 +202,10 @@ def train_image_generator(name: str, out: str | Path, config: GenTrainConfig, *,
     gen.to("cpu").eval()
     t_tok, t_lab = token_data(tok_name, cls.continuous, "test", 1000 if config.train_images > 100 else 16)
     t_tok = cls.prepare_tokens(t_tok, opts)
+    if captions is not None:
+        from tokenworks.generate.text_cond import CaptionData
+
+        t_lab = CaptionData("test", len(t_tok)).context(torch.arange(len(t_tok)))
     torch.manual_seed(1)
     with torch.no_grad():
         held = float(loss_fn(gen, (t_tok, t_lab)))

@@ -21,7 +21,8 @@ import torch
 
 from tokenworks.data.errors import package_dir
 
-__all__ = ["ATTRIBUTES", "CAPTION_DIM", "attribute_captions", "attribute_cuts", "embed_captions", "image_attributes", "minilm_path"]
+__all__ = ["ATTRIBUTES", "CAPTION_DIM", "attribute_captions", "attribute_cuts", "caption_token_states", "embed_captions", "image_attributes",
+           "item_token_positions", "minilm_path"]  # fmt: skip
 
 CAPTION_DIM = 384
 
@@ -71,6 +72,32 @@ def embed_captions(captions: list[str] | tuple[str, ...]) -> torch.Tensor:
     if len(captions) == 0:
         raise ValueError("captions must hold at least one string")
     return torch.stack([_embed_one(c) for c in captions])
+
+
+@torch.no_grad()
+def caption_token_states(captions: list[str] | tuple[str, ...], *, batch: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """Captions -> per-token MiniLM last hidden states (B, T, 384) float32 ([CLS] .. [SEP], padded
+    to the longest) and their mask (B, T) bool (True = a real token): the cross-attention context
+    of caption-conditioned generators (not pooled, not normalized)."""
+    if isinstance(captions, str) or not all(isinstance(c, str) for c in captions) or len(captions) == 0:
+        raise ValueError(f"captions must be a non-empty list of strings, got {captions!r:.80}")
+    tokenizer, model = _encoder()
+    enc = tokenizer(list(captions), return_tensors="pt", padding=True, truncation=True, max_length=128)
+    states = torch.cat([model(input_ids=enc["input_ids"][i : i + batch], attention_mask=enc["attention_mask"][i : i + batch]).last_hidden_state
+                        for i in range(0, len(captions), batch)])  # fmt: skip
+    return states.float(), enc["attention_mask"].bool()
+
+
+def item_token_positions(caption: str, item: str) -> list[int]:
+    """Positions (in :func:`caption_token_states`'s tokens, [CLS] = 0) of the tokens of the last
+    occurrence of the words ``item`` in ``caption`` (e.g. the class name), from the tokenizer's offsets."""
+    start = caption.rfind(item)
+    if not item or start < 0:
+        raise ValueError(f"item must be a substring of the caption {caption!r}, got {item!r}")
+    tokenizer, _ = _encoder()
+    offsets = tokenizer([caption], return_offsets_mapping=True, truncation=True, max_length=128)["offset_mapping"][0]
+    end = start + len(item)
+    return [i for i, (a, b) in enumerate(offsets) if b > a and a >= start and b <= end]
 
 
 # ---- captions that say more than the class -------------------------------------------------
