@@ -525,6 +525,12 @@ def _curve(by: dict, presets: list[str], x: str, y: str) -> list[tuple[float, li
     return out
 
 
+def _budgets(method: str, control: str) -> str:
+    """' (<method> trained N steps, <control> M)' when their training budgets differ."""
+    a, b = PRESETS.get(method), PRESETS.get(control)
+    return f" ({method} trained {a.steps} steps, {control} {b.steps})" if a and b and a.steps != b.steps else ""
+
+
 def claim_verdicts(rows: list[dict]) -> list[dict]:
     """Every claim's verdict, computed by :func:`bench.verdict.judge` on the control's curve
     (PSNR vs bits, or prior NLL vs PSNR) with the seed spread."""
@@ -553,7 +559,7 @@ def claim_verdicts(rows: list[dict]) -> list[dict]:
     add("VF alignment gives an easier prior at equal reconstruction", "P46", "vavae-7x7", twod, "psnr", "prior_nll_bits", higher=False,
         what="prior NLL on the 2D NLL-vs-PSNR curve")  # fmt: skip
     add("k-means tokens of frozen features give an easier prior at equal reconstruction", "P22", "digit-16", titok, "psnr", "prior_nll_bits", higher=False,
-        what=f"prior NLL on TiTok's NLL-vs-PSNR curve (DiGIT's decoder trained {PRESETS['digit-16'].steps} steps, TiTok's {PRESETS['titok-16'].steps})")  # fmt: skip
+        what="prior NLL on TiTok's NLL-vs-PSNR curve" + _budgets("digit-16", "titok-16"))  # fmt: skip
     add("holistic tokens give an easier prior than patch tokens at equal token count", "P05", "hita-16", ["hita-patch-16"], "bits", "prior_nll_bits",
         higher=False, what="prior NLL vs the patch-only control at 16 tokens")  # fmt: skip
     add("holistic tokens reconstruct at least as well as patch tokens at equal token count", "P05", "hita-16", ["hita-patch-16"], "bits", "psnr",
