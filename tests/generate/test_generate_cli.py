@@ -44,3 +44,11 @@ def test_generate_names_a_bad_model(cache):
 
     res = CliRunner().invoke(app, ["generate", "--model", str(cache / "nothing"), "--out", str(cache / "o")])
     assert res.exit_code != 0 and "--model" in res.output
+
+
+def test_generate_lists_the_committed_names_for_an_unknown_one(cache):
+    from tokenworks.cli import app
+
+    res = CliRunner().invoke(app, ["generate", "--model", "no-such-generator", "--out", str(cache / "o")])
+    assert res.exit_code != 0 and "maskgit-patch2d" in res.output and "no-such-generator" in res.output
+    assert not (cache / "o").exists()

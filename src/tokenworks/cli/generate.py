@@ -70,6 +70,8 @@ def generate_cmd(
     try:
         if model in GENERATORS:
             gen = image_generator(model, train_if_missing=False)
+        elif not Path(model).is_dir():
+            raise FileNotFoundError(f"expected a generator folder or one of {', '.join(GENERATORS)}, got {model!r}")
         else:
             gen = ImageGenerator.load(Path(model))
         tok = load_tokenizer(gen.tokenizer)
