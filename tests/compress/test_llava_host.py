@@ -187,12 +187,12 @@ def test_committed_scene_vlm_loads_and_scores_what_it_recorded():
 def test_training_sequences_put_each_answer_right_after_its_question():
     from tokenworks.compress.scene_vlm import WORD, prompt_ids, train_sequences
 
-    px, ids, ans, at = train_sequences(3, 5, generator=torch.Generator().manual_seed(0), type_weights=(1, 0, 0, 0))
+    px, ids, ans, at = train_sequences(3, 5, generator=torch.Generator().manual_seed(0), type_weights=(0, 1, 0, 0))
     assert px.shape == (3, 1, 56, 56) and ans.shape == (3, 5)
     for row in range(3):
         marks = [j for j, t in enumerate(ids[row].tolist()) if t == WORD["?"]]  # found by scanning, not by the layout
         assert marks == at.tolist() and marks[-1] == ids.shape[1] - 1
         assert [ids[row, j + 1].item() for j in marks[:-1]] == ans[row, :-1].tolist()
-        assert all(ids[row, j - 5].item() == WORD["what"] for j in marks)  # type_weights (1, 0, 0, 0): position questions only
+        assert all(ids[row, j - 5].item() == WORD["how"] for j in marks)  # type_weights (0, 1, 0, 0): count questions only
     # the first question sits where the benchmark's single question does
     assert torch.equal(ids[:, : at[0] + 1], prompt_ids(ids[:, 197:203]))
