@@ -28,7 +28,11 @@ checkpoints, resume):
   the graph-only gain did not carry over: CoT graph / pronto / arith 0.533 / 0.560 / 1.000
   (the same recipe without warm-up: 0.467 / 0.493 / 0.727), the final Coconut stage
   0.527 / 0.447 / 0.107 (0.627 / 0.467 / 0.060), iCoT 0.547 / 0.473 / 0.093
-  (0.573 / 0.473 / 0.087). One seed each; a standard error is about 0.04 at 150 problems;
+  (0.573 / 0.473 / 0.087). One seed each; a standard error is about 0.04 at 150 problems.
+  The stage training alone varies as much as the gaps: from the committed cot, the Coconut and
+  iCoT stages trained with seed 1 (pools and draws; 300 test problems) reached graph / pronto /
+  arith 0.603 / 0.500 / 0.093 and 0.533 / 0.500 / 0.090, against seed 0's 0.547 / 0.467 / 0.110
+  and 0.527 / 0.487 / 0.080 (CoT 0.540 / 0.533 / 1.000);
 - ``no_cot``: from ``cot``, ``baseline_steps`` on ``question <bot> <eot> answer <eos>``;
 - ``pause``: from ``cot``, ``baseline_steps`` with ``pauses`` ``<pause>`` tokens after ``<bot>``;
 - ``coconut-stage{k}`` (P36): from ``cot``, stage by stage (k = 1 .. max_stage + 1), each stage
