@@ -32,7 +32,10 @@ checkpoints, resume):
   The stage training alone varies as much as the gaps: from the committed cot, the Coconut and
   iCoT stages trained with seed 1 (pools and draws; 300 test problems) reached graph / pronto /
   arith 0.603 / 0.500 / 0.093 and 0.533 / 0.500 / 0.090, against seed 0's 0.547 / 0.467 / 0.110
-  and 0.527 / 0.487 / 0.080 (CoT 0.540 / 0.533 / 1.000);
+  and 0.527 / 0.487 / 0.080 (CoT 0.540 / 0.533 / 1.000). A whole second seed (part ``seeds``
+  with ``seeds=2``, not committed: +1.7 MB) gave CoT 0.440 / 0.523 / 0.613, Coconut
+  0.677 / 0.510 / 0.093, iCoT 0.687 / 0.497 / 0.080: on graph Coconut - CoT = +0.12 over the two
+  seeds against a seed spread of 0.23, Coconut - iCoT = +0.005 against 0.29 (no verdict);
 - ``no_cot``: from ``cot``, ``baseline_steps`` on ``question <bot> <eot> answer <eos>``;
 - ``pause``: from ``cot``, ``baseline_steps`` with ``pauses`` ``<pause>`` tokens after ``<bot>``;
 - ``coconut-stage{k}`` (P36): from ``cot``, stage by stage (k = 1 .. max_stage + 1), each stage
