@@ -32,10 +32,14 @@ included), ``reasoning_positions`` = latent steps + generated tokens - 2 (everyt
 <bot> and the answer; a forced <eot> after the thoughts is not counted), ``forwards`` per
 answer (prefill included), ``flops_per_answer`` (``torch.utils.flop_counter`` over the whole
 generation, batch of ``flops_n`` problems, split evenly: padding included), ``ms_per_answer``
-(batched wall time on this CPU). The Coconut-vs-CoT verdict on the graph task uses
-``bench.verdict`` (one training seed, so "too few seeds" by rule) and reports the paired
-bootstrap interval of the accuracy difference over test problems beside it, and whether
-Coconut is above the trivial row beyond that interval (a win over CoT below chance is no win). The probe (P36's
+(batched wall time on this CPU). Verdicts per task (``bench.verdict``, on the accuracies of
+the recipe's ``seeds`` training seeds of cot and the final Coconut and iCoT stages: held only
+when the gap exceeds the seed spread; "too few seeds" below 3): ``coconut-vs-cot`` (higher
+accuracy with fewer reasoning positions) and ``coconut-vs-icot`` (continuous thoughts against
+the same staged curriculum without thoughts, P36's "w/o thought" ablation); beside each, the
+paired bootstrap interval of the seed-0 accuracy difference over test problems, and for
+Coconut whether it is above the trivial row beyond that interval (a win over CoT below
+chance is no win). The probe (P36's
 BFS reading): the first continuous thought of the final Coconut model decoded by the LM head
 over the question's concepts: mass on the person's direct concepts (the search frontier)
 against their share of the candidates.
@@ -169,7 +173,8 @@ def run(ctx) -> list[dict]:
             for length in sorted({r["length"] for r in recs}):
                 sub = [r for r in recs if r["length"] == length]
                 rows.append(_row(method, _paper(method), {**p, "length": length}, _summary(sub)))
-    rows += _coconut_verdict(rows, per_problem, K, judge, ctx.seed)
+    seed_acc = _seed_accuracies(models, tok, cfg, configs, per_problem, s["n"])
+    rows += _coconut_verdict(rows, per_problem, seed_acc, K, judge, ctx.seed)
     rows += _hrpo_verdict(rows, per_problem, cfg, judge, ctx.seed)
     rows += _probe(models[f"coconut-stage{K}"][0], tok, examples("graph", "test", s["n"]), cfg)
     if "cache-coprocessor" in models:
@@ -237,7 +242,37 @@ def _lcm(lcms: dict, cfg, n_pairs: int, seed: int) -> list[dict]:
     return rows
 
 
-def _coconut_verdict(rows, per_problem, K, judge, seed) -> list[dict]:
+@torch.no_grad()
+def _seed_accuracies(models, tok, cfg, configs, per_problem, n: int) -> dict[tuple[str, str], list[float]]:
+    """{(task, method): [accuracy per training seed]} for the models the verdicts compare (cot, the
+    final Coconut and iCoT stages): seed 0 from the main rows, the other seeds
+    (``<model>-seed<s>``, when the recipe trains them) evaluated here on the same problems."""
+    from tokenworks.reason.models import evaluate, seed_model, seed_names
+    from tokenworks.reason.tasks import TASKS, examples
+
+    wanted = set(seed_names(cfg))
+    out: dict[tuple[str, str], list[float]] = {}
+    for task in TASKS:
+        exs = list(examples(task, "test", n))
+        for method, mname, params, reasoner, _, c in configs:
+            key = (task, method, mname, c, params.get("threshold"))
+            if mname not in wanted or method == "system15" or key not in per_problem:
+                continue
+            accs = [sum(per_problem[key]) / len(per_problem[key])]
+            for s in range(1, cfg.seeds):
+                if seed_model(mname, s) in models:
+                    recs = evaluate(reasoner, models[seed_model(mname, s)][0], tok, exs, c=c, batch_size=len(exs))
+                    accs.append(sum(r["correct"] for r in recs) / len(recs))
+            out[(task, method)] = accs
+    return out
+
+
+def _coconut_verdict(rows, per_problem, seed_acc, K, judge, seed) -> list[dict]:
+    """P36's claims per task, judged on the training seeds' accuracies (``bench.verdict``: held
+    only when the gap exceeds the seed spread): Coconut beats CoT with fewer reasoning positions,
+    and Coconut beats the same staged curriculum without thoughts (iCoT, the paper's "w/o
+    thought" ablation; judged at equal schedule, positions aside). Beside each: the paired
+    bootstrap interval of the seed-0 accuracy difference over test problems."""
     from tokenworks.reason.tasks import TASKS
 
     out = []
@@ -247,21 +282,37 @@ def _coconut_verdict(rows, per_problem, K, judge, seed) -> list[dict]:
             return next((r for r in rows if r["method"] == method and r["params"].get("task") == task and "length" not in r["params"]
                          and all(r["params"].get(k) == v for k, v in kw.items())), None)  # fmt: skip
 
-        main = {"coconut": pick("coconut", stage=K), "cot": pick("cot")}
-        if None in main.values():
+        main = {"coconut": pick("coconut", stage=K), "cot": pick("cot"), "icot": pick("icot")}
+        if main["coconut"] is None or main["cot"] is None:
             continue
         co, cot = main["coconut"]["metrics"], main["cot"]["metrics"]
-        v = judge((co["reasoning_positions"], [co["accuracy"]]), [(cot["reasoning_positions"], [cot["accuracy"]])], x_higher_is_better=False)
+        accs = {m: seed_acc.get((task, m), [main[m]["metrics"]["accuracy"]] if main[m] else None) for m in main}
+        v = judge((co["reasoning_positions"], accs["coconut"]), [(cot["reasoning_positions"], accs["cot"])], x_higher_is_better=False)
         co_correct = per_problem[(task, "coconut", f"coconut-stage{K}", None, None)]
         diff, lo, hi = _paired_ci(co_correct, per_problem[(task, "cot", "cot", None, None)], seed)
         trivial = next(r["metrics"]["accuracy"] for r in rows if r["method"] in ("chance", "majority-answer") and r["params"]["task"] == task)
         _, triv_lo, _ = _paired_ci(co_correct, [trivial] * len(co_correct), seed)
         fewer = co["reasoning_positions"] < cot["reasoning_positions"]
+        mean = lambda v: sum(v) / len(v)  # noqa: E731
         out.append(_row("coconut-vs-cot", "P36", {"task": task, "claim": "higher accuracy than CoT with fewer reasoning positions"}, {
+            "accuracy_coconut": mean(accs["coconut"]), "accuracy_cot": mean(accs["cot"]), "seeds": min(len(accs["coconut"]), len(accs["cot"])),
+            "accuracy_by_seed_coconut": accs["coconut"], "accuracy_by_seed_cot": accs["cot"], "seed_gap": v.gap, "seed_spread": v.spread,
             "accuracy_gap": diff, "gap_ci95_low": lo, "gap_ci95_high": hi, "fewer_positions": fewer,
             "positions_coconut": co["reasoning_positions"], "positions_cot": cot["reasoning_positions"],
             "verdict_rule": v.verdict, "beats_cot_beyond_sampling": bool(fewer and lo > 0),
             "trivial_accuracy": trivial, "coconut_above_trivial": bool(triv_lo > 0),
+        }))  # fmt: skip
+        if main["icot"] is None:
+            continue
+        ic = main["icot"]["metrics"]
+        v = judge((0.0, accs["coconut"]), [(0.0, accs["icot"])])
+        diff, lo, hi = _paired_ci(co_correct, per_problem[(task, "icot", f"icot-stage{K}", None, None)], seed)
+        out.append(_row("coconut-vs-icot", "P36", {"task": task, "claim": "continuous thoughts beat the same curriculum without thoughts"}, {
+            "accuracy_coconut": mean(accs["coconut"]), "accuracy_icot": mean(accs["icot"]), "seeds": min(len(accs["coconut"]), len(accs["icot"])),
+            "accuracy_by_seed_coconut": accs["coconut"], "accuracy_by_seed_icot": accs["icot"], "seed_gap": v.gap, "seed_spread": v.spread,
+            "accuracy_gap": diff, "gap_ci95_low": lo, "gap_ci95_high": hi,
+            "positions_coconut": co["reasoning_positions"], "positions_icot": ic["reasoning_positions"],
+            "verdict_rule": v.verdict, "beats_icot_beyond_sampling": bool(lo > 0),
         }))  # fmt: skip
     return out
 

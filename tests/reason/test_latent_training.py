@@ -142,6 +142,11 @@ def test_tiny_reproduce_command_runs(tmp_path, monkeypatch):
     assert sorted(d["models"]) == sorted([*model_names(tiny_config()), "system15", "cache-coprocessor", "lcm"])
     assert d["models"]["colar"][1] is not None and d["models"]["hrpo"][1] is not None
     assert set(d["models"]["system15"][1]) == {"depth", "step"} and set(d["models"]["lcm"][1]) == {"mse", "diffusion"}
+    # the verdict models of seed 1 (tiny recipe: 2 seeds) are trained with another seed: other weights
+    K = tiny_config().max_stage + 1
+    for name in ("cot", f"coconut-stage{K}", f"icot-stage{K}"):
+        w0, w1 = (d["models"][n][0].model.embed_tokens.weight for n in (name, f"{name}-seed1"))
+        assert w0.shape == w1.shape and not torch.equal(w0, w1)
     # --only retrains one part in place: its file changes, every other file is byte-identical
     files = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != "tokenworks.json"}
     (out / "lcm" / "mse.safetensors").write_bytes(b"stale")  # what the part's retraining must replace

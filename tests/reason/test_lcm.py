@@ -39,6 +39,27 @@ def test_fit_learns_a_linear_next_embedding(kind):
     assert s["retrieval_top1"] > 0.5 and s["cosine"] > 0.3
 
 
+@pytest.mark.parametrize("kind", ["mse", "diffusion"])
+def test_a_zero_net_predicts_the_last_context_sentence(kind):
+    """The nets predict the change from the last context sentence: with the output layer zeroed
+    the prediction is the copy-last-sentence baseline (written here as an index, not by the model)."""
+    m = ConceptModel(kind, context=3, steps=5)
+    torch.nn.init.zeros_(m.net[-1].weight)
+    torch.nn.init.zeros_(m.net[-1].bias)
+    ctx = torch.randn(4, 3, DIM)
+    torch.testing.assert_close(m.predict(ctx, torch.Generator().manual_seed(0)), ctx[:, 2])
+
+
+def test_dropout_acts_only_while_training():
+    m = ConceptModel("mse", context=2, dropout=0.5)
+    ctx = torch.randn(8, 2, DIM)
+    torch.testing.assert_close(m.eval().predict(ctx), m.predict(ctx))  # eval: deterministic
+    m.train()
+    assert not torch.equal(m.regress(ctx), m.regress(ctx))
+
+
 def test_bad_kind():
     with pytest.raises(ValueError, match="kind"):
         ConceptModel("gan")
+    with pytest.raises(ValueError, match="dropout"):
+        ConceptModel("mse", dropout=1.5)

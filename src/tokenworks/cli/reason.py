@@ -20,7 +20,7 @@ def train_reason_models_cmd(
     device: Annotated[str, device_option()] = "cpu",
     overwrite: Annotated[bool, overwrite_option()] = False,
     only: Annotated[Optional[list[str]], typer.Option("--only", help="Retrain only these parts (repeatable: cot, no_cot, pause, "
-                    "coconut, icot, colar, hrpo, system15, cache_aug, lcm) inside an existing --out folder made with the same recipe; "
+                    "coconut, icot, colar, hrpo, system15, cache_aug, lcm, seeds) inside an existing --out folder made with the same recipe; "
                     "its other files are kept")] = None,
 ) -> None:
     """Train the CoT, no-CoT, pause, Coconut (by stage), iCoT, CoLaR, HRPO and GRPO models on the
@@ -39,7 +39,7 @@ def train_reason_models_cmd(
         prepare_output(out, overwrite=overwrite)
     target = out or cache_dir("models", NAME + ("-tiny" if tiny else ""))
     run = cache_dir("runs", NAME + ("-tiny" if tiny else ""))
-    parts = ("cot", "no_cot", "pause", "coconut", "icot", "colar", "hrpo", "system15", "cache_aug", "lcm")
+    parts = ("cot", "no_cot", "pause", "coconut", "icot", "colar", "hrpo", "system15", "cache_aug", "lcm", "seeds")
     old = None
     if only:
         for part in only:

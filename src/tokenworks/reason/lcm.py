@@ -10,10 +10,19 @@ next one. Two variants, same context network:
   clean embedding ``x0`` from a noised one (DDPM, cosine schedule, ``T`` steps); sampling runs
   the DDPM reverse chain from noise.
 
+Both networks predict the *change* from the last context sentence (``last + net(...)``), so an
+untrained net starts at the copy-last-sentence baseline; ``dropout`` drops context features
+while training. Measured (2,000 train pairs, 300 held-out, retrieval among 10, seed 0):
+without either, both MLPs reached 0.99 train retrieval and 0.20 held-out, below copying the
+last sentence (0.387); with the residual, dropout 0.3 and weight decay 0.1: MSE 0.347,
+diffusion 0.367; the committed recipe (4,000 pairs, the same regularisation): MSE 0.367,
+diffusion 0.347, cosine 0.351 / 0.340 against copy-last's 0.318 -- closer in meaning, still
+not better at picking the next sentence (300 held-out pairs: a standard error of about 0.03).
+
 Scores: retrieval of the true next sentence among ``candidates`` (itself and other held-out
 sentences) by cosine with the prediction (top-1 accuracy) and the mean cosine with the truth.
 
-Deviations: MLPs over the concatenated context instead of transformers over a document, a
+Deviations: the residual on the last sentence (above); MLPs over the concatenated context instead of transformers over a document, a
 few thousand sentences of the project's prose corpus, not a pre-training corpus; the
 embedding space is MiniLM's, not SONAR's; no classifier-free guidance; the DDPM is written here
 (a dozen lines) because ``diffusers`` is not a dependency of the project.
@@ -28,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tokenworks.checks import check_choice, check_int
+from tokenworks.checks import check_choice, check_float, check_int
 from tokenworks.registry import register
 
 __all__ = ["ConceptModel", "embed_sentences", "next_sentence_pairs", "retrieval_scores", "sentences", "train_concept_model"]
@@ -89,12 +98,14 @@ def _cosine_alphas(T: int) -> torch.Tensor:
 class ConceptModel(nn.Module):
     """Context embeddings (B, context, 384) -> next embedding (B, 384), by ``kind``."""
 
-    def __init__(self, kind: str = "diffusion", *, context: int = 4, hidden: int = 128, steps: int = 50):
+    def __init__(self, kind: str = "diffusion", *, context: int = 4, hidden: int = 128, steps: int = 50, dropout: float = 0.0):
         super().__init__()
         check_choice("kind", kind, KINDS)
         check_int("context", context, min=1)
         check_int("steps", steps, min=1, max=10_000)
+        check_float("dropout", dropout, min=0.0, max=0.9)
         self.kind, self.context, self.T = kind, context, steps
+        self.drop = nn.Dropout(dropout)  # on the context features, training only
         extra = DIM + 32 if kind == "diffusion" else 0  # the noisy target and the time features
         self.net = nn.Sequential(nn.Linear(context * DIM + extra, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(),
                                  nn.Linear(hidden, DIM))  # fmt: skip
@@ -105,12 +116,17 @@ class ConceptModel(nn.Module):
         a = t.float()[:, None] * f[None]
         return torch.cat([a.sin(), a.cos()], -1)
 
+    def regress(self, ctx: torch.Tensor) -> torch.Tensor:
+        """MSE kind: the next embedding, as the last context sentence's plus the net's change."""
+        return ctx[:, -1] + self.net(self.drop(ctx.flatten(1)))
+
     def denoise(self, ctx: torch.Tensor, xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return self.net(torch.cat([ctx.flatten(1), xt, self._time(t)], -1))
+        """Diffusion kind: ``x0`` from ``xt`` at step ``t``, as the last context sentence's plus the net's change."""
+        return ctx[:, -1] + self.net(torch.cat([self.drop(ctx.flatten(1)), xt, self._time(t)], -1))
 
     def loss(self, ctx: torch.Tensor, target: torch.Tensor, g: torch.Generator | None = None) -> torch.Tensor:
         if self.kind == "mse":
-            return F.mse_loss(self.net(ctx.flatten(1)), target)
+            return F.mse_loss(self.regress(ctx), target)
         t = torch.randint(0, self.T, (target.shape[0],), generator=g)
         a = self.abar[t][:, None]
         noise = torch.randn(target.shape, generator=g)
@@ -120,7 +136,7 @@ class ConceptModel(nn.Module):
     @torch.no_grad()
     def predict(self, ctx: torch.Tensor, g: torch.Generator | None = None) -> torch.Tensor:
         if self.kind == "mse":
-            return self.net(ctx.flatten(1))
+            return self.regress(ctx)
         B = ctx.shape[0]
         x = torch.randn(B, DIM, generator=g)
         for t in range(self.T - 1, -1, -1):  # DDPM posterior q(x_{t-1} | x_t, x0_hat)
@@ -138,11 +154,12 @@ class ConceptModel(nn.Module):
 
 
 def train_concept_model(kind: str, ctx: torch.Tensor, target: torch.Tensor, *, steps: int = 1500, batch_size: int = 128,
-                        lr: float = 2e-3, seed: int = 0, **kw) -> ConceptModel:  # fmt: skip
+                        lr: float = 2e-3, seed: int = 0, weight_decay: float = 0.01, **kw) -> ConceptModel:  # fmt: skip
     """Fit a :class:`ConceptModel` on (N, context, 384) contexts and (N, 384) next embeddings."""
     torch.manual_seed(seed)
     model = ConceptModel(kind, context=ctx.shape[1], **kw)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     g = torch.Generator().manual_seed(seed)
     for _ in range(steps):

@@ -8,11 +8,12 @@ checkpoints, resume):
 - ``cot``: from scratch on ``question <bot> steps <eot> answer <eos>``: 2500 steps at lr 2e-3
   (optionally ``cot_extra_steps`` more at ``stage_lr``, fresh optimizer; 0 in the committed
   recipe: 300 such steps did not help). Measured: the model writes well-formed chains on every
-  task but on graph and pronto still misreads which facts the context states (a copying skill
-  that did not emerge within the CPU budget; graph-only training reached 65% in 1500 steps);
-  Optional curriculum (``graph_warmup_steps``, 0 in the committed recipe): the first steps draw
-  their graph problems from ``graph_warmup_nodes``-concept graphs (fewer distractor facts; the
-  evaluation keeps the 10-concept graphs). Measured on graph-only training (same model, 100
+  task but, without a curriculum, on graph and pronto still misreads which facts the context
+  states (a copying skill that did not emerge within the CPU budget; graph-only training reached
+  65% in 1500 steps). Curriculum (``graph_warmup_steps``, 1200 of the 2500 steps in the
+  committed recipe): the first steps draw their graph problems from
+  ``graph_warmup_nodes``-concept graphs (fewer distractor facts; the evaluation keeps the
+  10-concept graphs). Measured on graph-only training (same model, 100
   valid problems, seed 0): with 700 warm-up steps on 6-concept graphs the share of written
   steps that are facts of the prompt reached 0.38 / 0.46 / 0.44 at steps 750 / 1000 / 1250
   against 0.19 / 0.23 / 0.26 without, and the accuracy 0.52 / 0.75 / 0.79 against
@@ -22,7 +23,19 @@ checkpoints, resume):
   0.533 / 0.747 (3 thoughts); the same schedule without thoughts (iCoT) 0.633 / 0.647 /
   0.727 / 0.720; CoT trained 4 x 150 steps more 0.473. So the final Coconut model beats CoT
   with 3 positions instead of 15, but no more than the no-thought control: the gain comes
-  from the staged training, not (yet) from the continuous thoughts;
+  from the staged training, not (yet) from the continuous thoughts. In the committed mixed
+  recipe (1200 warm-up steps of 2500, graph half of each batch; 150 test problems, seed 0)
+  the graph-only gain did not carry over: CoT graph / pronto / arith 0.533 / 0.560 / 1.000
+  (the same recipe without warm-up: 0.467 / 0.493 / 0.727), the final Coconut stage
+  0.527 / 0.447 / 0.107 (0.627 / 0.467 / 0.060), iCoT 0.547 / 0.473 / 0.093
+  (0.573 / 0.473 / 0.087). One seed each; a standard error is about 0.04 at 150 problems.
+  The stage training alone varies as much as the gaps: from the committed cot, the Coconut and
+  iCoT stages trained with seed 1 (pools and draws; 300 test problems) reached graph / pronto /
+  arith 0.603 / 0.500 / 0.093 and 0.533 / 0.500 / 0.090, against seed 0's 0.547 / 0.467 / 0.110
+  and 0.527 / 0.487 / 0.080 (CoT 0.540 / 0.533 / 1.000). A whole second seed (part ``seeds``
+  with ``seeds=2``, not committed: +1.7 MB) gave CoT 0.440 / 0.523 / 0.613, Coconut
+  0.677 / 0.510 / 0.093, iCoT 0.687 / 0.497 / 0.080: on graph Coconut - CoT = +0.12 over the two
+  seeds against a seed spread of 0.23, Coconut - iCoT = +0.005 against 0.29 (no verdict);
 - ``no_cot``: from ``cot``, ``baseline_steps`` on ``question <bot> <eot> answer <eos>``;
 - ``pause``: from ``cot``, ``baseline_steps`` with ``pauses`` ``<pause>`` tokens after ``<bot>``;
 - ``coconut-stage{k}`` (P36): from ``cot``, stage by stage (k = 1 .. max_stage + 1), each stage
@@ -36,7 +49,12 @@ checkpoints, resume):
 - ``system15/`` (P39): depth-exit adapters and gates fitted on ``cot``, the step gate on the
   final Coconut model;
 - ``cache-coprocessor/`` (P33): the coprocessor of the frozen reference LM (``assets/reference-lm``);
-- ``lcm/`` (P50): the MSE and diffusion next-sentence-embedding models (MiniLM space).
+- ``lcm/`` (P50): the MSE and diffusion next-sentence-embedding models (MiniLM space),
+  ``lcm_pairs`` train pairs, context dropout ``lcm_dropout``, weight decay ``lcm_weight_decay``;
+- ``<name>-seed<s>`` for s = 1 .. ``seeds`` - 1 (part ``seeds``): cot and the final Coconut and
+  iCoT stages trained again with seed ``seed + s`` (the same recipe otherwise), so that the
+  suite's verdicts have a seed spread. ``seeds`` is 1 in the committed recipe: one more seed
+  costs about an hour of one CPU core (2500 + 4 x 150 x 2 steps).
 
 One part can be retrained inside an existing folder, its other files kept:
 ``tokenworks train reason-models --out assets/reason --only cache_aug`` (how the
@@ -68,7 +86,8 @@ from tokenworks.reason.base import Reasoner, answer_of
 from tokenworks.reason.tasks import BOT, MAX_C, PAUSE, TASKS, Example, examples, reason_tokenizer
 
 __all__ = [
-    "NAME", "ReasonModelConfig", "evaluate", "load_reason_models", "model_names", "prompt_ids", "tiny_config", "train_reason_models",
+    "NAME", "ReasonModelConfig", "evaluate", "load_reason_models", "model_names", "prompt_ids", "seed_model", "seed_names", "tiny_config",
+    "train_reason_models",
 ]  # fmt: skip
 
 NAME = "reason"
@@ -88,7 +107,7 @@ class ReasonModelConfig:
     steps: int = 2500  # cot, from scratch
     lr: float = 2e-3
     cot_extra_steps: int = 0  # cot, an optional second phase with a fresh optimizer at stage_lr
-    graph_warmup_steps: int = 0  # cot: its first steps draw graph examples from small graphs (a curriculum)
+    graph_warmup_steps: int = 1200  # cot: its first steps draw graph examples from small graphs (a curriculum)
     graph_warmup_nodes: int = 6  # concepts per graph during those steps (the tasks' graphs have 10)
     baseline_steps: int = 300  # no_cot and pause, from cot
     pauses: int = 6
@@ -107,9 +126,12 @@ class ReasonModelConfig:
     cop_prefix: int = 64
     cop_ahead: int = 32
     cop_train_bytes: int = 2_000_000
-    lcm_pairs: int = 2000  # P50: (context, next sentence) train pairs from the prose corpus
+    lcm_pairs: int = 4000  # P50: (context, next sentence) train pairs from the prose corpus
     lcm_context: int = 4
     lcm_steps: int = 1500
+    lcm_dropout: float = 0.3  # on the context embeddings while training (2,000 pairs without it: overfit)
+    lcm_weight_decay: float = 0.1
+    seeds: int = 1  # training seeds of cot and the final Coconut and iCoT stages (the verdicts' rows)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -140,6 +162,9 @@ class ReasonModelConfig:
         check_int("c", self.c, min=1, max=8)
         check_int("max_stage", self.max_stage, min=1, max=16)
         check_int("colar_max_c", self.colar_max_c, min=1, max=MAX_C)
+        check_float("lcm_dropout", self.lcm_dropout, min=0.0, max=0.9)
+        check_float("lcm_weight_decay", self.lcm_weight_decay, min=0.0)
+        check_int("seeds", self.seeds, min=1, max=8)
         check_int("seed", self.seed, min=0)
 
 
@@ -147,13 +172,25 @@ def tiny_config() -> ReasonModelConfig:
     return ReasonModelConfig(hidden_size=16, layers=1, heads=2, intermediate_size=32, train_pool=40, batch_size=4, steps=3,
                              baseline_steps=2, stage_steps=2, max_stage=2, colar_steps=2, colar_max_c=2, pauses=2, rl_steps=2,
                              rl_group=2, rl_questions=2, cop_k=2, cop_steps=2, cop_prefix=16, cop_ahead=8,
-                             cop_train_bytes=20_000, lcm_pairs=12, lcm_steps=2, graph_warmup_steps=1)  # fmt: skip
+                             cop_train_bytes=20_000, lcm_pairs=12, lcm_steps=2, graph_warmup_steps=1, seeds=2)  # fmt: skip
+
+
+def seed_names(config: ReasonModelConfig) -> list[str]:
+    """The models trained once per seed (the verdicts compare them): cot and the final Coconut and iCoT stages."""
+    K = config.max_stage + 1
+    return ["cot", f"coconut-stage{K}", f"icot-stage{K}"]
+
+
+def seed_model(name: str, s: int) -> str:
+    """The folder of model ``name`` trained with seed index ``s`` (0: the recipe's own seed, no suffix)."""
+    return name if s == 0 else f"{name}-seed{s}"
 
 
 def model_names(config: ReasonModelConfig) -> list[str]:
     stages = range(1, config.max_stage + 2)
+    extra = [seed_model(n, s) for s in range(1, config.seeds) for n in seed_names(config)]
     return ["cot", "no_cot", "pause", *(f"coconut-stage{k}" for k in stages), f"icot-stage{config.max_stage + 1}", "colar", "hrpo",
-            "grpo"]  # fmt: skip
+            "grpo", *extra]  # fmt: skip
 
 
 def _llama(config: ReasonModelConfig, tok):
@@ -283,9 +320,12 @@ def train_reason_models(out: str | Path, config: ReasonModelConfig | None = None
                         fp16: bool = True, device: str = "cpu", only: tuple[str, ...] | None = None) -> dict:  # fmt: skip
     """Train every model of :func:`model_names` into ``out/<name>`` (see the module docstring);
     ``only`` ("cot", "no_cot", "pause", "coconut", "icot", "colar", "hrpo", "system15",
-    "cache_aug", "lcm") trains a part (the parts
+    "cache_aug", "lcm", "seeds") trains a part (the parts
     that need ``cot`` resume it from ``run_dir``)."""
     import copy
+    import shutil
+    import tempfile
+    from dataclasses import replace
 
     from tokenworks.io import save_tensors
     from tokenworks.models.store import write_model_info
@@ -398,8 +438,18 @@ def train_reason_models(out: str | Path, config: ReasonModelConfig | None = None
         Y = torch.stack([E[s] for s in tgts])
         (out / "lcm").mkdir(parents=True, exist_ok=True)
         for kind in ("mse", "diffusion"):
-            lm = train_concept_model(kind, X, Y, steps=config.lcm_steps, seed=config.seed)
+            lm = train_concept_model(kind, X, Y, steps=config.lcm_steps, seed=config.seed, dropout=config.lcm_dropout,
+                                     weight_decay=config.lcm_weight_decay)  # fmt: skip
             save_tensors(out / "lcm" / f"{kind}.safetensors", {k: (v.cpu().half() if fp16 else v.cpu()) for k, v in lm.state_dict().items()})
+    if want("seeds"):  # seeds 1 .. seeds-1 of the models the verdicts compare: the same recipe, seed + s
+        for s in range(1, config.seeds):
+            sub_config = replace(config, seed=config.seed + s, seeds=1)
+            with tempfile.TemporaryDirectory() as tmp:
+                sub_info = train_reason_models(tmp, sub_config, run_dir=sub(f"seed{s}"), fp16=fp16, device=device, only=("coconut", "icot"))
+                for name in seed_names(config):
+                    shutil.rmtree(out / seed_model(name, s), ignore_errors=True)
+                    shutil.copytree(Path(tmp) / name, out / seed_model(name, s))
+                    losses[seed_model(name, s)] = sub_info["losses"][name]
     info = {"losses": losses, "params": sum(p.numel() for p in cot.parameters()), "models": model_names(config)}
     write_model_info(out, asdict(config), **info)
     return info
