@@ -20,6 +20,9 @@ Rows
   image (``torch.utils.flop_counter``, all steps, guidance included) and the attention share of them
   (FLOPs inside the attention cores), ms per image (CPU, this machine); 3 sampling seeds (spread =
   sampling only; one trained model per variant);
+- ``dit`` (``params.task = "held-out-loss"``), per trained model: the flow-matching loss (the
+  training objective) on the latents of 500 test images, the same 3 seeded (t, noise) draws for
+  every variant: how well each attention variant fits the velocity field, apart from sampling;
 - cost (``params.task = "cost"``), per variant and tokens per image L in 49, 196, 784, 3136 (grids 7,
   14, 28, 56; random-init models of the trained recipes; one velocity forward of one image):
   attention and total FLOPs (all L), ms per forward (median of 3 repeats; --quick times L <= 784). PT-DiT and window attention keep their
@@ -171,6 +174,7 @@ def quality_rows(ctx, sizes) -> tuple[list[dict], dict]:
             continue
         gen.cfg = CFG
         _, _, opts = GENERATORS[name]
+        rows.append(_held_out_loss_row(gen, name, opts))
         for steps in sizes["steps"]:
             per: dict[str, list[float]] = {}
             for seed in sizes["seeds"]:
@@ -188,6 +192,31 @@ def quality_rows(ctx, sizes) -> tuple[list[dict], dict]:
                                     "steps": steps, "cfg": CFG, "samples": n, **gen.attention_options},
                          "budget": {"tokens": gen.num_tokens, "steps": steps, "gflops_per_image": m["gflops_per_image"]}, "metrics": m})  # fmt: skip
     return rows, grid
+
+
+HELD_OUT = 500  # test images whose latents give each DiT's held-out flow-matching loss
+LOSS_DRAWS = 3  # draws of (t, noise) per image, fixed seeds: the same for every DiT
+
+
+@torch.no_grad()
+def _held_out_loss_row(gen, name: str, opts: dict) -> dict:
+    """Row of the ``dit`` generator itself: its flow-matching loss on the latents of held-out test
+    images (the objective it was trained on; class labels kept), the same (t, noise) draws for
+    every attention variant. A lower loss is a better velocity field, apart from sampling."""
+    from tokenworks.generate.train import token_data
+
+    lat, lab = token_data(gen.tokenizer, True, "test", HELD_OUT)
+    lat = type(gen).prepare_tokens(lat, opts)
+    gen.eval()
+    losses = []
+    for draw in range(LOSS_DRAWS):
+        torch.manual_seed(draw)
+        losses.append(float(gen.loss(lat, lab)))
+    return {"family": "GEN", "method": "dit", "paper": None,
+            "params": {"task": "held-out-loss", "generator": name, "attention": gen.attention, "tokens": gen.num_tokens, "images": len(lat)},
+            "budget": {"tokens": gen.num_tokens},
+            "metrics": {"flow_matching_loss": float(np.mean(losses)), "flow_matching_loss_draws": losses,
+                        "params": sum(p.numel() for p in gen.parameters())}}  # fmt: skip
 
 
 def run(ctx) -> Any:
@@ -319,6 +348,10 @@ def verdicts(rows: list[dict]) -> list[str]:
 
 
 def headline(method: str, rows: list[dict]) -> str | None:
+    if method == "dit":  # the generator itself: held-out flow-matching loss per attention variant
+        ls = [r for r in rows if r["method"] == "dit" and r["params"].get("task") == "held-out-loss"]
+        return ("generator-compression: held-out flow-matching loss " + ", ".join(
+            f"{r['params']['attention']} {r['metrics']['flow_matching_loss']:.3f} ({r['params']['tokens']})" for r in ls)) if ls else None
     q = [r for r in rows if r["method"] == method and r["params"].get("task") == "quality" and r["params"].get("tokens") == 196]
     if not q:
         return None

@@ -72,3 +72,28 @@ def test_run_appends_the_text_modules_rows(monkeypatch, tmp_path):
     monkeypatch.setattr(suite, "cost_rows", lambda ctx, sizes: [{"method": "c"}])
     rows = list(suite.run(Context(out_dir=tmp_path, quick=True)))
     assert [r["method"] for r in rows] == ["q", "c", "token-shuffle", "follow-the-flow"]
+
+
+def test_held_out_loss_row_is_the_flow_matching_loss_by_hand():
+    """The ``dit`` row: the mean over seeded draws of |v(x_t, t) - (x1 - x0)|^2 with x_t = (1 - t) x0 + t x1,
+    written here without the flow_matching path object; a perfect field would score 0."""
+    import torch
+
+    from tokenworks.generate.train import GENERATORS, image_generator, token_data
+
+    gen = image_generator("dit-full-49", train_if_missing=False)
+    row = suite._held_out_loss_row(gen, "dit-full-49", GENERATORS["dit-full-49"][2])
+    lat, lab = token_data(gen.tokenizer, True, "test", suite.HELD_OUT)
+    ref = []
+    with torch.no_grad():
+        for draw in range(suite.LOSS_DRAWS):
+            torch.manual_seed(draw)
+            x1 = lat.float()
+            x0 = torch.randn_like(x1)
+            t = torch.rand(x1.shape[0])
+            xt = (1 - t[:, None, None]) * x0 + t[:, None, None] * x1
+            ref.append(float((gen.velocity(xt, t, lab) - (x1 - x0)).pow(2).mean()))
+    assert row["method"] == "dit" and row["params"]["task"] == "held-out-loss"
+    assert row["metrics"]["flow_matching_loss_draws"] == pytest.approx(ref, rel=1e-5)
+    # a trained field beats predicting zero velocity (loss = E|x1 - x0|^2)
+    assert row["metrics"]["flow_matching_loss"] < float((lat.float() - torch.randn_like(lat.float())).pow(2).mean())
